@@ -1,0 +1,8 @@
+"""The native jina-clip engine: model code, checkpoint loading, preprocessing and batching.
+
+Importing this package imports torch; ``jinaclip_integrations`` itself does not.
+"""
+
+from .engine import JinaCLIPEngine
+
+__all__ = ["JinaCLIPEngine"]

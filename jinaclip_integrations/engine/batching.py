@@ -1,0 +1,80 @@
+"""Batch planning (length-sorted text batches) and the image preparation pipeline."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Group item indices into batches of similar length, longest first.
+
+    A batch holds at most ``batch_size`` items and at most ``max_tokens`` padded tokens
+    (``len(batch) * longest``), so a few very long texts never share a batch with many others
+    and padding is wasted only between neighbours in length. A single item longer than
+    ``max_tokens`` still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) >= batch_size or (len(current) + 1) * lengths[current[0]] > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """The process-wide thread pool that decodes and preprocesses images (PIL releases the GIL
+    while decoding and resizing, so threads use every core)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1), thread_name_prefix="jinaclip-decode")
+        return _POOL
+
+
+def prepared_batches(
+    fn: Callable[[int, T], R], items: Iterable[T], batch_size: int, *, prefetch_batches: int = 1
+) -> Iterator[list[R]]:
+    """Yield ``[fn(i, item) for each item of a batch]``, batch after batch, in input order.
+
+    ``fn`` runs on :func:`decode_pool` threads, up to ``prefetch_batches`` batches ahead of
+    the consumer, so the model computes one batch while the next is being prepared. The first
+    exception raised by ``fn`` (in input order) propagates; work not yet started is cancelled.
+    """
+    pool = decode_pool()
+    window = batch_size * (1 + prefetch_batches)
+    pending: deque[Future[R]] = deque()
+    source = iter(enumerate(items))
+
+    def fill() -> None:
+        while len(pending) < window:
+            nxt = next(source, None)
+            if nxt is None:
+                return
+            pending.append(pool.submit(fn, *nxt))
+
+    try:
+        fill()
+        while pending:
+            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+            fill()
+            yield batch
+    finally:
+        for future in pending:
+            future.cancel()

@@ -1,0 +1,301 @@
+"""The published ``config.json`` and ``preprocessor_config.json`` as small frozen dataclasses.
+
+Pure parsing: no file or network access happens here (``weights.py`` finds the files). The one
+subtlety is the text tower of jina-clip-v2: its published config does not list the tower's
+sizes. The reference implementation builds the tower's config from the config of the model
+named in ``text_config.hf_model_name_or_path`` (jina-embeddings-v3), updated by
+``text_config.hf_model_config_kwargs``; :func:`parse_config` does the same, given that base
+config (or ``None`` when it could not be found, in which case the built-in values below for the
+known base models are used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import CheckpointError
+
+#: The sizes of ``jinaai/jina-embeddings-v3``'s ``config.json``, so that a published jina-clip-v2
+#: checkpoint loads offline when that model is not in the local cache. Its LoRA and task fields
+#: are left out on purpose: jina-clip-v2's ``hf_model_config_kwargs`` always set them.
+JINA_EMBEDDINGS_V3_TEXT_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {
+        "vocab_size": 250002,
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 8194,
+        "type_vocab_size": 1,
+        "layer_norm_eps": 1e-5,
+        "pad_token_id": 1,
+        "position_embedding_type": "rotary",
+        "rotary_emb_base": 20000.0,
+    }
+)
+
+BUILTIN_TEXT_CONFIGS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {"jinaai/jina-embeddings-v3": JINA_EMBEDDINGS_V3_TEXT_CONFIG}
+)
+
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The XLM-RoBERTa-with-RoPE text tower (the architecture of jina-embeddings-v3)."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_act: str
+    max_position_embeddings: int
+    type_vocab_size: int
+    layer_norm_eps: float
+    pad_token_id: int
+    rotary_emb_base: float
+    lora_adaptations: tuple[str, ...]
+    lora_rank: int
+    lora_alpha: float
+    default_lora_task: str | None
+    task_instructions: Mapping[str, str]
+    default_instruction_task: str | None
+    embed_dim: int
+
+    @property
+    def lora_scaling(self) -> float:
+        return self.lora_alpha / self.lora_rank
+
+    @property
+    def active_adapter(self) -> int | None:
+        """Index of the LoRA adapter that is always applied (the reference applies
+        ``default_lora_task``'s adapter whatever the ``task`` argument), or None."""
+        if self.default_lora_task is None:
+            return None
+        return self.lora_adaptations.index(self.default_lora_task)
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The EVA02 vision tower, as ``vision_config`` describes it."""
+
+    width: int
+    layers: int
+    head_width: int
+    mlp_ratio: float
+    patch_size: int
+    image_size: int
+    qkv_bias: bool
+    subln: bool
+    rope_embeddings: bool
+    intp_freq: bool
+    pt_hw_seq_len: int
+    embed_dim: int
+    layer_norm_eps: float = 1e-6
+
+    @property
+    def num_heads(self) -> int:
+        return self.width // self.head_width
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def rope_grid(self) -> int:
+        """Side of the RoPE position table: the patch grid when frequencies are interpolated
+        (v2), else the pre-training grid ``pt_hw_seq_len`` (v1), which must equal the grid."""
+        return self.grid_size if self.intp_freq else self.pt_hw_seq_len
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Image preprocessing of ``preprocessor_config.json`` (JinaCLIPImageProcessor)."""
+
+    size: int
+    mean: tuple[float, float, float] = _CLIP_MEAN
+    std: tuple[float, float, float] = _CLIP_STD
+    interpolation: str = "bicubic"
+
+
+@dataclass(frozen=True)
+class JinaCLIPConfig:
+    """The whole model: both towers, the Matryoshka dimensions and the preprocessing."""
+
+    text: TextConfig
+    vision: VisionConfig
+    preprocess: PreprocessConfig
+    projection_dim: int
+    matryoshka_dims: tuple[int, ...]
+    truncate_dim: int | None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.text.task_instructions)
+
+
+def _require(d: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in d:
+        raise CheckpointError(f"{where} has no {key!r}")
+    return d[key]
+
+
+def _unsupported(where: str, key: str, value: Any) -> CheckpointError:
+    return CheckpointError(f"{where}.{key}={value!r} is not supported by this engine")
+
+
+def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | None) -> TextConfig:
+    """Build the text tower's config the way the reference does.
+
+    Args:
+        text_config: ``config.json``'s ``text_config`` section.
+        base: the ``config.json`` of the model named by ``hf_model_name_or_path`` if it was
+            found locally, else None (then the built-in values for that name are used).
+    """
+    name = text_config.get("hf_model_name_or_path")
+    if base is None:
+        base = BUILTIN_TEXT_CONFIGS.get(name, {})
+    merged = {**base, **text_config.get("hf_model_config_kwargs", {})}
+    where = f"text config (base {name!r} + hf_model_config_kwargs)"
+
+    if merged.get("position_embedding_type", "rotary") != "rotary":
+        raise _unsupported(where, "position_embedding_type", merged["position_embedding_type"])
+    if text_config.get("proj_type") is not None:
+        raise _unsupported("text_config", "proj_type", text_config["proj_type"])
+    if text_config.get("pooler_type", "mean_pooler") != "mean_pooler":
+        raise _unsupported("text_config", "pooler_type", text_config["pooler_type"])
+
+    hidden = int(_require(merged, "hidden_size", where))
+    lora_adaptations = tuple(merged.get("lora_adaptations") or ())
+    default_lora_task = text_config.get("default_lora_task")
+    if default_lora_task is not None and default_lora_task not in lora_adaptations:
+        raise CheckpointError(
+            f"text_config.default_lora_task {default_lora_task!r} is not one of lora_adaptations "
+            f"{list(lora_adaptations)}"
+        )
+    instructions = dict(merged.get("task_instructions") or {})
+    default_task = text_config.get("default_instruction_task")
+    if default_task is not None and default_task not in instructions:
+        raise CheckpointError(f"text_config.default_instruction_task {default_task!r} has no task instruction")
+    embed_dim = int(text_config.get("embed_dim", hidden))
+    if embed_dim != hidden:
+        raise CheckpointError(
+            f"text_config.embed_dim={embed_dim} differs from hidden_size={hidden}; a text projection is not supported"
+        )
+    return TextConfig(
+        vocab_size=int(_require(merged, "vocab_size", where)),
+        hidden_size=hidden,
+        num_hidden_layers=int(_require(merged, "num_hidden_layers", where)),
+        num_attention_heads=int(_require(merged, "num_attention_heads", where)),
+        intermediate_size=int(_require(merged, "intermediate_size", where)),
+        hidden_act=str(merged.get("hidden_act", "gelu")),
+        max_position_embeddings=int(_require(merged, "max_position_embeddings", where)),
+        type_vocab_size=int(merged.get("type_vocab_size", 1)),
+        layer_norm_eps=float(merged.get("layer_norm_eps", 1e-5)),
+        pad_token_id=int(merged.get("pad_token_id", 1)),
+        rotary_emb_base=float(_require(merged, "rotary_emb_base", where)),
+        lora_adaptations=lora_adaptations,
+        lora_rank=int(_require(merged, "lora_rank", where)) if lora_adaptations else 0,
+        lora_alpha=float(_require(merged, "lora_alpha", where)) if lora_adaptations else 0.0,
+        default_lora_task=default_lora_task,
+        task_instructions=MappingProxyType(instructions),
+        default_instruction_task=default_task,
+        embed_dim=embed_dim,
+    )
+
+
+def parse_vision_config(vision_config: Mapping[str, Any]) -> VisionConfig:
+    """Build the EVA02 tower's config, refusing options whose weights this engine cannot run."""
+    where = "vision_config"
+    for key, supported in (("post_norm", False), ("naive_swiglu", True)):
+        if bool(vision_config.get(key, supported)) != supported:
+            raise _unsupported(where, key, vision_config[key])
+    for key in ("ls_init_value", "proj_type"):
+        if vision_config.get(key) is not None:
+            raise _unsupported(where, key, vision_config[key])
+    width = int(_require(vision_config, "width", where))
+    cfg = VisionConfig(
+        width=width,
+        layers=int(_require(vision_config, "layers", where)),
+        head_width=int(vision_config.get("head_width", 64)),
+        mlp_ratio=float(_require(vision_config, "mlp_ratio", where)),
+        patch_size=int(_require(vision_config, "patch_size", where)),
+        image_size=int(_require(vision_config, "image_size", where)),
+        qkv_bias=bool(vision_config.get("qkv_bias", True)),
+        subln=bool(vision_config.get("subln", True)),
+        rope_embeddings=bool(vision_config.get("rope_embeddings", True)),
+        intp_freq=bool(vision_config.get("intp_freq", False)),
+        pt_hw_seq_len=int(vision_config.get("pt_hw_seq_len", 16)),
+        embed_dim=int(vision_config.get("embed_dim", width)),
+    )
+    if cfg.width % cfg.head_width:
+        raise CheckpointError(f"{where}.width={width} is not a multiple of head_width={cfg.head_width}")
+    if cfg.embed_dim != cfg.width:
+        raise CheckpointError(
+            f"{where}.embed_dim={cfg.embed_dim} differs from width={cfg.width}; a vision projection is not supported"
+        )
+    if cfg.rope_embeddings and cfg.rope_grid != cfg.grid_size:
+        raise CheckpointError(
+            f"{where}: RoPE table side {cfg.rope_grid} (pt_hw_seq_len, intp_freq false) does not "
+            f"match the patch grid {cfg.grid_size} = image_size // patch_size"
+        )
+    return cfg
+
+
+def parse_preprocess_config(preprocessor: Mapping[str, Any] | None, image_size: int) -> PreprocessConfig:
+    """``preprocessor_config.json`` (or the reference's defaults when the file is absent)."""
+    if preprocessor is None:
+        return PreprocessConfig(size=image_size)
+    mode = preprocessor.get("resize_mode", "shortest")
+    if mode != "shortest":
+        raise _unsupported("preprocessor_config", "resize_mode", mode)
+    size = preprocessor.get("size", image_size)
+    if isinstance(size, Mapping):  # HF-style {"shortest_edge": n} or {"height": n, "width": n}
+        size = size.get("shortest_edge", size.get("height"))
+    return PreprocessConfig(
+        size=int(size),
+        mean=tuple(float(x) for x in preprocessor.get("mean", _CLIP_MEAN)),
+        std=tuple(float(x) for x in preprocessor.get("std", _CLIP_STD)),
+        interpolation=str(preprocessor.get("interpolation", "bicubic")),
+    )
+
+
+def parse_config(
+    config: Mapping[str, Any],
+    *,
+    base_text_config: Mapping[str, Any] | None = None,
+    preprocessor: Mapping[str, Any] | None = None,
+) -> JinaCLIPConfig:
+    """Parse a published jina-clip ``config.json`` (plus its preprocessor config)."""
+    if config.get("model_type") != "jina_clip":
+        raise CheckpointError(f"config.json has model_type {config.get('model_type')!r}, expected 'jina_clip'")
+    if config.get("add_projections"):
+        raise _unsupported("config", "add_projections", config["add_projections"])
+    text = parse_text_config(_require(config, "text_config", "config.json"), base_text_config)
+    vision = parse_vision_config(_require(config, "vision_config", "config.json"))
+    if text.embed_dim != vision.embed_dim:
+        raise CheckpointError(f"text embed_dim {text.embed_dim} and vision embed_dim {vision.embed_dim} differ")
+    dims = tuple(int(d) for d in config.get("matryoshka_dimensions") or ())
+    bad = [d for d in dims if not 0 < d <= text.embed_dim]
+    if bad:
+        raise CheckpointError(f"matryoshka_dimensions {bad} are outside 1..{text.embed_dim}")
+    truncate_dim = config.get("truncate_dim")
+    return JinaCLIPConfig(
+        text=text,
+        vision=vision,
+        preprocess=parse_preprocess_config(preprocessor, vision.image_size),
+        projection_dim=int(config.get("projection_dim", text.embed_dim)),
+        matryoshka_dims=dims,
+        truncate_dim=None if truncate_dim is None else int(truncate_dim),
+    )

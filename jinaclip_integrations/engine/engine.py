@@ -1,0 +1,309 @@
+"""``JinaCLIPEngine``: load a published jina-clip checkpoint and embed texts and images.
+
+The one place that decides defaults (device, dtype, batch sizes, limits) and validates what
+callers pass; the model and the preprocessing it drives live in their own modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..progress import progress_bar
+from .batching import length_sorted_batches, prepared_batches
+from .config import JinaCLIPConfig
+from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor, load_image
+from .model import JinaCLIPModel
+from .tokenizer import TextTokenizer
+from .weights import load_config, load_model, resolve_checkpoint
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Any  # PIL image | str | os.PathLike | bytes | file object | numpy uint8 array
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+#: Defaults shared by both models: the reference's batch size and text length, and a padded-token
+#: budget per text batch that bounds activation memory for long texts.
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_LENGTH = 512
+DEFAULT_MAX_BATCH_TOKENS = 16384
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device``; CUDA when available if None."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r}: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``dtype`` as a ``torch.dtype``; bf16 on CUDA and fp32 elsewhere if None."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.removeprefix("torch.")]
+    raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)} or the torch dtype")
+
+
+def _positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class JinaCLIPEngine:
+    """A jina-clip model ready to embed texts and images into one vector space.
+
+    Build one with :meth:`from_pretrained`. The engine is safe to share between threads (all
+    state is read-only after loading); outputs are float32 numpy arrays in input order.
+    """
+
+    def __init__(
+        self,
+        model: JinaCLIPModel,
+        tokenizer: TextTokenizer,
+        *,
+        name_or_path: str = "",
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.config: JinaCLIPConfig = model.cfg
+        self.tokenizer = tokenizer
+        self.preprocessor = ImagePreprocessor(self.config.preprocess)
+        self.name_or_path = name_or_path
+        limit = self.config.text.max_position_embeddings
+        if not 2 <= _positive_int(max_length, "max_length") <= limit:
+            raise ValueError(f"max_length must be between 2 and {limit} for this model, got {max_length}")
+        self.max_length = max_length
+        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.max_batch_tokens = _positive_int(max_batch_tokens, "max_batch_tokens")
+        self.max_image_pixels = (
+            None if max_image_pixels is None else _positive_int(max_image_pixels, "max_image_pixels")
+        )
+        self.show_progress = show_progress
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        **options: Any,
+    ) -> JinaCLIPEngine:
+        """Load a published jina-clip checkpoint as it is (no remote code).
+
+        Args:
+            name_or_path: a local checkpoint folder, or a Hugging Face hub name such as
+                ``"jinaai/jina-clip-v2"`` (taken from the local hub cache, else downloaded).
+            device: a torch device or its name; CUDA when available, else CPU.
+            dtype: ``torch.float32``/``bfloat16``/``float16`` or their names; bf16 on CUDA,
+                fp32 on CPU by default.
+            revision: hub revision (branch, tag or commit) for a hub name.
+            cache_dir: hub cache folder, if not the default one.
+            **options: engine settings: ``max_length`` (tokens per text, default 512 as in
+                the reference; the model accepts up to 8192), ``batch_size``,
+                ``max_batch_tokens``, ``max_image_pixels`` and ``show_progress``.
+        """
+        folder = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
+        config = load_config(folder, cache_dir=cache_dir)
+        device_ = resolve_device(device)
+        dtype_ = resolve_dtype(dtype, device_)
+        model = load_model(folder, config, device_, dtype_, show_progress=options.get("show_progress"))
+        tokenizer = TextTokenizer.from_folder(folder, config.text.pad_token_id)
+        logger.info("loaded %s on %s (%s)", name_or_path, device_, dtype_)
+        return cls(model, tokenizer, name_or_path=str(name_or_path), **options)
+
+    # -- what the model offers -------------------------------------------------------------
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the full embeddings (1024 for jina-clip-v2)."""
+        return self.config.text.embed_dim
+
+    @property
+    def matryoshka_dims(self) -> tuple[int, ...]:
+        """The ``truncate_dim`` values the checkpoint was trained for (empty if none)."""
+        return self.config.matryoshka_dims
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Names accepted by ``encode_text(task=...)`` (e.g. ``"retrieval.query"``)."""
+        return self.config.tasks
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.logit_scale.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.logit_scale.dtype
+
+    @property
+    def logit_scale(self) -> float:
+        """The raw CLIP temperature parameter: logits = ``exp(logit_scale) * cosine``."""
+        return float(self.model.logit_scale)
+
+    # -- encoding --------------------------------------------------------------------------
+
+    def encode_text(
+        self,
+        texts: Sequence[str],
+        *,
+        task: str | None = None,
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts: a float32 array of shape ``(len(texts), d)``, rows in input order.
+
+        Args:
+            texts: the texts (a list, not a single string).
+            task: a name from :attr:`tasks`; its instruction is prepended to every text
+                (``"retrieval.query"`` for search queries; None for documents).
+            truncate_dim: keep only the first ``truncate_dim`` dimensions (one of
+                :attr:`matryoshka_dims`), re-normalized when ``normalize``.
+            normalize: L2-normalize the embeddings.
+            batch_size: texts per forward pass (default: the engine's ``batch_size``).
+            show_progress: draw a progress bar (default: when stderr is a terminal).
+
+        Raises:
+            InputError: an item is not a string (its index is in ``.index``).
+            ValueError: unknown task, unsupported ``truncate_dim`` or bad ``batch_size``.
+        """
+        texts = self._check_texts(texts)
+        prefix = self._instruction(task)
+        dim = self._output_dim(truncate_dim)
+        size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenizer.encode([prefix + t for t in texts], self.max_length)
+        batches = length_sorted_batches([len(x) for x in ids], size, self.max_batch_tokens)
+        shown = self.show_progress if show_progress is None else show_progress
+        with progress_bar(len(texts), "Embedding texts", shown, unit="text") as bar, torch.inference_mode():
+            for batch in batches:
+                input_ids = self.tokenizer.pad([ids[i] for i in batch]).to(self.device, non_blocking=True)
+                features = self.model.text(input_ids, input_ids != self.tokenizer.pad_token_id)
+                out[batch] = self._finish(features, dim, normalize)
+                bar.update(len(batch))
+        return out
+
+    def encode_image(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed images: a float32 array of shape ``(n, d)``, rows in input order.
+
+        An image may be a PIL image, a path (``str`` or ``Path``), raw bytes, a binary file
+        object, a base64 string, a ``data:`` URI, an http(s) URL or an ``H x W x C`` uint8
+        numpy array. Images are decoded and preprocessed on worker threads while the model
+        runs the previous batch.
+
+        Raises:
+            InputError: an image is missing, unreadable, corrupt, truncated, of an unsupported
+                type, or larger than ``max_image_pixels`` (its index is in ``.index``).
+            ValueError: unsupported ``truncate_dim`` or bad ``batch_size``.
+        """
+        if isinstance(images, (str, bytes)) or not isinstance(images, Iterable):
+            raise TypeError("images must be a list of images; wrap a single image in a list")
+        items = list(images)
+        dim = self._output_dim(truncate_dim)
+        size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
+        out = np.empty((len(items), dim), dtype=np.float32)
+        shown = self.show_progress if show_progress is None else show_progress
+        pin = self.device.type == "cuda"
+        start = 0
+        with progress_bar(len(items), "Embedding images", shown, unit="image") as bar, torch.inference_mode():
+            for batch in prepared_batches(self._prepare_image, items, size):
+                pixels = torch.stack(batch)
+                pixels = (pixels.pin_memory() if pin else pixels).to(self.device, self.dtype, non_blocking=True)
+                out[start : start + len(batch)] = self._finish(self.model.vision(pixels), dim, normalize)
+                start += len(batch)
+                bar.update(len(batch))
+        return out
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _prepare_image(self, index: int, item: ImageInput) -> torch.Tensor:
+        return self.preprocessor(load_image(item, index, self.max_image_pixels))
+
+    @staticmethod
+    def _check_texts(texts: Sequence[str]) -> list[str]:
+        if isinstance(texts, str) or not isinstance(texts, Iterable):
+            raise TypeError("texts must be a list of strings; wrap a single text in a list")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(i, f"expected a string, got {type(text).__name__}", kind="text")
+        return texts
+
+    def _model_name(self) -> str:
+        return self.name_or_path or "this model"
+
+    def _instruction(self, task: str | None) -> str:
+        if task is None:
+            task = self.config.text.default_instruction_task
+            if task is None:
+                return ""
+        instructions = self.config.text.task_instructions
+        if task not in instructions:
+            if not instructions:
+                raise ValueError(f"{self._model_name()} has no tasks; pass task=None")
+            raise ValueError(f"unknown task {task!r}; valid tasks for {self._model_name()}: {sorted(instructions)}")
+        return instructions[task]
+
+    def _output_dim(self, truncate_dim: int | None) -> int:
+        if truncate_dim is None:
+            truncate_dim = self.config.truncate_dim
+            if truncate_dim is None:
+                return self.embedding_dim
+        if truncate_dim not in self.matryoshka_dims:
+            if not self.matryoshka_dims:
+                raise ValueError(f"{self._model_name()} was not trained for Matryoshka truncation; truncate_dim must be None")  # fmt: skip
+            raise ValueError(
+                f"truncate_dim {truncate_dim!r} is not supported; choose one of {list(self.matryoshka_dims)}"
+            )
+        return truncate_dim
+
+    @staticmethod
+    def _finish(features: torch.Tensor, dim: int, normalize: bool) -> np.ndarray:
+        """Truncate (Matryoshka), then L2-normalize, in fp32; to a CPU numpy array."""
+        features = features[:, :dim].float()
+        if normalize:
+            features = F.normalize(features, dim=-1)
+        return features.cpu().numpy()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._model_name()!r}, device={str(self.device)!r}, "
+            f"dtype={self.dtype}, embedding_dim={self.embedding_dim})"
+        )

@@ -1,0 +1,100 @@
+"""Text tower of jina-clip-v2: transformers' ``JinaEmbeddingsV3Model`` plus mean pooling.
+
+jina-clip-v2's text tower is jina-embeddings-v3's architecture (XLM-RoBERTa with rotary
+position embeddings, post-LN blocks), which transformers ships with SDPA, FlashAttention-2 and
+flex attention; this module only builds it from our config and maps the published weights onto
+it. The published checkpoint stores every Linear/Embedding weight as a LoRA parametrization
+(``original`` + per-adapter ``lora_A``/``lora_B``); the reference always applies the
+``default_lora_task`` adapter, so :func:`checkpoint_filter_fn` merges that adapter into the
+weights once and inference costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .config import TextConfig
+
+
+def hf_config(cfg: TextConfig, attn_implementation: str = "sdpa"):
+    """The transformers ``JinaEmbeddingsV3Config`` for our text config."""
+    from transformers import JinaEmbeddingsV3Config
+
+    return JinaEmbeddingsV3Config(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_act=cfg.hidden_act,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_eps,
+        pad_token_id=cfg.pad_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rotary_emb_base},
+        attn_implementation=attn_implementation,
+    )
+
+
+class TextTower(nn.Module):
+    """Token ids [B, L] + attention mask [B, L] -> mean-pooled features [B, hidden] (fp32)."""
+
+    def __init__(self, cfg: TextConfig, attn_implementation: str = "sdpa") -> None:
+        super().__init__()
+        from transformers import JinaEmbeddingsV3Model
+
+        self.cfg = cfg
+        self.transformer = JinaEmbeddingsV3Model(hf_config(cfg, attn_implementation), add_pooling_layer=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).float()
+        return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: TextConfig) -> dict[str, torch.Tensor]:
+    """Map the published ``text_model.transformer.roberta.*`` tensors (fetched by ``take(name)``,
+    names relative to that prefix) onto :class:`TextTower`'s ``transformer`` state dict.
+
+    The fused ``Wqkv`` rows are ``[q; k; v]`` (flash-attn's ``(three h d)`` layout) and are split
+    into transformers' ``q_proj``/``k_proj``/``v_proj``.
+    """
+    adapter = cfg.active_adapter
+    scale = cfg.lora_scaling
+
+    def weight(module: str, embedding: bool = False) -> torch.Tensor:
+        if not cfg.lora_adaptations:
+            return take(f"{module}.weight")
+        p = f"{module}.parametrizations.weight."
+        w, a, b = take(p + "original"), take(p + "0.lora_A"), take(p + "0.lora_B")
+        if adapter is None:
+            return w
+        a, b = a[adapter].float(), b[adapter].float()
+        # Linear: A is [rank, in] and B [out, rank]; Embedding: A is [vocab, rank] and B [rank, dim].
+        delta = a @ b if embedding else b @ a
+        return w.float() + delta * scale  # merged in fp32; the load casts to the model dtype
+
+    sd = {
+        "embeddings.word_embeddings.weight": weight("embeddings.word_embeddings", embedding=True),
+        "embeddings.token_type_embeddings.weight": weight("embeddings.token_type_embeddings", embedding=True),
+        "embeddings.LayerNorm.weight": take("emb_ln.weight"),
+        "embeddings.LayerNorm.bias": take("emb_ln.bias"),
+    }
+    for i in range(cfg.num_hidden_layers):
+        src, dst = f"encoder.layers.{i}.", f"layers.{i}."
+        q, k, v = weight(src + "mixer.Wqkv").chunk(3)
+        qb, kb, vb = take(src + "mixer.Wqkv.bias").chunk(3)
+        for name, w, b in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
+            sd[f"{dst}self_attn.{name}.weight"], sd[f"{dst}self_attn.{name}.bias"] = w, b
+        sd[dst + "self_attn.o_proj.weight"] = weight(src + "mixer.out_proj")
+        sd[dst + "self_attn.o_proj.bias"] = take(src + "mixer.out_proj.bias")
+        for fc in ("fc1", "fc2"):
+            sd[f"{dst}mlp.{fc}.weight"] = weight(f"{src}mlp.{fc}")
+            sd[f"{dst}mlp.{fc}.bias"] = take(f"{src}mlp.{fc}.bias")
+        for norm, ours in (("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")):
+            sd[f"{dst}{ours}.weight"] = take(f"{src}{norm}.weight")
+            sd[f"{dst}{ours}.bias"] = take(f"{src}{norm}.bias")
+    return sd

@@ -1,0 +1,206 @@
+"""Checkpoint files: a hub name or a folder -> files; ``model.safetensors`` -> our modules.
+
+Loading is strict: every tensor the config implies must be in the checkpoint under its
+published name, and every tensor in the checkpoint must be used. Either failure raises
+:class:`~jinaclip_integrations.errors.CheckpointError` naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..progress import progress_bar
+from .config import JinaCLIPConfig, parse_config
+from .model import JinaCLIPModel, checkpoint_filter_fn
+
+#: Files fetched from the hub: configs, weights and tokenizer files (no ONNX, no remote code).
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+
+
+def resolve_checkpoint(
+    name_or_path: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None
+) -> Path:
+    """The local folder holding a checkpoint: ``name_or_path`` itself if it is a folder, else
+    the Hugging Face hub snapshot of that model name (from the local cache when it is there,
+    downloaded otherwise; ``HF_HUB_OFFLINE=1`` forbids the download)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{str(name_or_path)!r} is a file; expected a checkpoint folder or a hub model name")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_patterns": HUB_PATTERNS}
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True, **kwargs))
+    except LocalEntryNotFoundError:
+        pass
+    try:
+        return Path(snapshot_download(str(name_or_path), **kwargs))
+    except Exception as exc:  # network, auth, unknown repo: one error type for the caller
+        raise CheckpointError(
+            f"{str(name_or_path)!r} is not a local folder, and it could not be fetched from the Hugging Face hub: {exc}"
+        ) from exc
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def find_base_text_config(name: str | None, cache_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """``config.json`` of the text tower's base model (``hf_model_name_or_path``) when it is a
+    local folder or in the hub cache; None otherwise (no download: the built-in values of
+    the known base models stand in for it)."""
+    if not name:
+        return None
+    folder = Path(name).expanduser()
+    if (folder / "config.json").is_file():
+        return read_json(folder / "config.json")
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir)
+    except ValueError:  # not a valid repo id (e.g. a missing local path)
+        return None
+    return read_json(Path(cached)) if isinstance(cached, str) else None
+
+
+def load_config(folder: Path, cache_dir: str | Path | None = None) -> JinaCLIPConfig:
+    """Parse ``config.json`` (+ ``preprocessor_config.json``) of a checkpoint folder."""
+    config = read_json(folder / "config.json")
+    preprocessor_path = folder / "preprocessor_config.json"
+    preprocessor = read_json(preprocessor_path) if preprocessor_path.is_file() else None
+    base_name = (config.get("text_config") or {}).get("hf_model_name_or_path")
+    return parse_config(
+        config,
+        base_text_config=find_base_text_config(base_name, cache_dir),
+        preprocessor=preprocessor,
+    )
+
+
+class PublishedTensors:
+    """The tensors of a checkpoint's safetensors file(s), each to be taken exactly once."""
+
+    def __init__(self, files: Mapping[str, Any]) -> None:
+        self._files = files  # key -> open safe_open handle
+        self._left = set(files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def take(self, key: str) -> torch.Tensor:
+        if key not in self._left:
+            what = "twice" if key in self._files else "but the checkpoint has no such key"
+            raise CheckpointError(f"missing key {key!r}: the config needs it {what}")
+        self._left.discard(key)
+        return self._files[key].get_tensor(key)
+
+    def check_all_taken(self) -> None:
+        if self._left:
+            keys = sorted(self._left)
+            more = f" (and {len(keys) - 5} more)" if len(keys) > 5 else ""
+            raise CheckpointError(f"unexpected key(s) in the checkpoint, not used by its config: {keys[:5]}{more}")
+
+
+@contextmanager
+def open_safetensors(folder: Path) -> Iterator[PublishedTensors]:
+    """Open ``model.safetensors`` (or the shards listed in its index) without reading tensors."""
+    from safetensors import safe_open
+
+    if (folder / WEIGHTS_FILE).is_file():
+        shards = [WEIGHTS_FILE]
+    elif (folder / WEIGHTS_INDEX_FILE).is_file():
+        shards = sorted(set(read_json(folder / WEIGHTS_INDEX_FILE)["weight_map"].values()))
+    else:
+        raise CheckpointError(f"no {WEIGHTS_FILE} (or {WEIGHTS_INDEX_FILE}) in {folder}")
+    with ExitStack() as stack:
+        handles: dict[str, Any] = {}
+        for shard in shards:
+            try:
+                handle = stack.enter_context(safe_open(folder / shard, framework="pt", device="cpu"))
+            except Exception as exc:  # safetensors raises its own error types for bad headers
+                raise CheckpointError(f"cannot read {folder / shard}: {exc}") from exc
+            handles.update(dict.fromkeys(handle.keys(), handle))
+        yield PublishedTensors(handles)
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_model(
+    cfg: JinaCLIPConfig, device: torch.device, dtype: torch.dtype, *, random_init: bool = False
+) -> JinaCLIPModel:
+    """Construct the model directly on ``device`` in ``dtype`` in inference mode. Parameters
+    are left uninitialized (a checkpoint is about to overwrite them) unless ``random_init``
+    (benchmarks and tests of random checkpoints); buffers (RoPE tables) are always computed."""
+    from transformers.initialization import no_init_weights
+
+    with torch.device(device), _default_dtype(dtype), no_init_weights():
+        model = JinaCLIPModel(cfg)
+    if random_init:
+        init_random_(model)
+    return model.eval().requires_grad_(False)
+
+
+def init_random_(model: JinaCLIPModel, std: float = 0.02) -> None:
+    """Random weights: N(0, std) for matrices and embeddings, unit LayerNorm scales, zero
+    biases, the CLIP logit-scale initial value."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".weight") and p.ndim == 1:
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, std)
+        model.logit_scale.fill_(2.6592)
+
+
+def load_model(
+    folder: Path, cfg: JinaCLIPConfig, device: torch.device, dtype: torch.dtype, *, show_progress: bool | None = None
+) -> JinaCLIPModel:
+    """Build the model for ``cfg`` and fill it from the folder's safetensors, strictly."""
+    model = build_model(cfg, device, dtype)
+    own = model.state_dict()
+    with open_safetensors(folder) as published:
+        with progress_bar(len(published), "Loading weights", show_progress, unit="tensor") as bar:
+
+            def take(key: str) -> torch.Tensor:
+                bar.update(1)
+                return published.take(key)
+
+            converted = checkpoint_filter_fn(take, cfg)
+        published.check_all_taken()
+    with torch.no_grad():
+        for name, target in own.items():
+            tensor = converted.pop(name)
+            if tensor.shape != target.shape:
+                raise CheckpointError(
+                    f"weight {name!r} has shape {tuple(tensor.shape)} in the checkpoint, but "
+                    f"config.json implies {tuple(target.shape)}"
+                )
+            target.copy_(tensor)
+    return model

@@ -1,0 +1,54 @@
+"""Shared fixtures: the checkpoint folders under tests/fixtures and engines loaded from them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+V2_TINY = FIXTURES / "jina-clip-v2-tiny"
+
+
+def golden_v2_folders() -> list[Path]:
+    """Every jina-clip-v2 fixture folder with golden outputs (the public tiny set, and any
+    other set dropped into tests/fixtures: all get the same parity checks)."""
+    found = []
+    for folder in sorted(FIXTURES.iterdir()):
+        if (folder / "golden.npz").is_file() and (folder / "config.json").is_file():
+            config = json.loads((folder / "config.json").read_text())
+            if config.get("text_config", {}).get("hf_model_name_or_path") == "jinaai/jina-embeddings-v3":
+                found.append(folder)
+    return found
+
+
+@cache
+def load_engine(folder: Path, dtype: str = "float32"):
+    """One engine per (folder, dtype) for the whole session, loaded through the real path."""
+    from jinaclip_integrations import JinaCLIPEngine
+
+    return JinaCLIPEngine.from_pretrained(folder, device="cpu", dtype=dtype, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    return load_engine(V2_TINY)
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    return json.loads((V2_TINY / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(V2_TINY / "golden.npz") as npz:
+        return dict(npz)
+
+
+@pytest.fixture(scope="session")
+def image_paths(manifest) -> list[Path]:
+    return [V2_TINY / name for name in manifest["images"]]

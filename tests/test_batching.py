@@ -1,0 +1,69 @@
+"""Batch planning and the prefetching image pipeline."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jinaclip_integrations.engine.batching import length_sorted_batches, prepared_batches
+
+
+@given(
+    lengths=st.lists(st.integers(1, 3000), max_size=200),
+    batch_size=st.integers(1, 64),
+    max_tokens=st.integers(1, 20000),
+)
+def test_length_sorted_batches(lengths, batch_size, max_tokens):
+    batches = length_sorted_batches(lengths, batch_size, max_tokens)
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(lengths)))  # every item exactly once
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
+    for batch in batches:
+        assert 1 <= len(batch) <= batch_size
+        padded = len(batch) * lengths[batch[0]]
+        assert padded <= max_tokens or len(batch) == 1  # the budget holds unless one item alone exceeds it
+
+
+def test_length_sorted_batches_wastes_little_padding():
+    lengths = [5, 500, 6, 480, 7, 490, 5, 8]
+    batches = length_sorted_batches(lengths, batch_size=4, max_tokens=10_000)
+    assert [sorted(lengths[i] for i in b) for b in batches] == [[8, 480, 490, 500], [5, 5, 6, 7]]
+
+
+def test_prepared_batches_keeps_order_and_runs_ahead():
+    started = []
+
+    def slow(i, item):
+        started.append(i)
+        time.sleep(0.01 * (i % 3))
+        return item * 10
+
+    batches = prepared_batches(slow, range(10), batch_size=4)
+    first = next(batches)
+    assert first == [0, 10, 20, 30]
+    time.sleep(0.05)
+    assert set(range(8)) <= set(started)  # the next batch was prepared while we held the first
+    assert [x for b in batches for x in b] == [40, 50, 60, 70, 80, 90]
+
+
+def test_prepared_batches_raises_the_first_error_in_input_order_and_cancels():
+    ran = set()
+    lock = threading.Lock()
+
+    def fn(i, item):
+        with lock:
+            ran.add(i)
+        if i in (3, 5):
+            time.sleep(0.02 if i == 3 else 0)
+            raise ValueError(f"bad {i}")
+        return i
+
+    gen = prepared_batches(fn, range(1000), batch_size=4)
+    with pytest.raises(ValueError, match="bad 3"):
+        list(gen)
+    time.sleep(0.05)
+    assert len(ran) < 1000  # the rest was never started

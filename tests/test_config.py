@@ -1,0 +1,132 @@
+"""config.json parsing, and how the text tower's sizes are found (kwargs > base config > built-in)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import V2_TINY
+from jinaclip_integrations import CheckpointError, JinaCLIPEngine
+from jinaclip_integrations.engine.config import JINA_EMBEDDINGS_V3_TEXT_CONFIG, parse_config
+from jinaclip_integrations.engine.weights import load_config
+
+FULL = Path(__file__).parents[1] / "benchmarks" / "configs" / "jina-clip-v2"
+SIZE_KEYS = set(JINA_EMBEDDINGS_V3_TEXT_CONFIG)
+
+
+def published_full_config() -> dict:
+    """The real jina-clip-v2 config.json: the full-size one without the text sizes, which the
+    published file does not list."""
+    config = json.loads((FULL / "config.json").read_text())
+    kwargs = config["text_config"]["hf_model_config_kwargs"]
+    for key in SIZE_KEYS - {"pad_token_id"}:
+        kwargs.pop(key, None)
+    return config
+
+
+def test_tiny_fixture_sizes_come_from_kwargs():
+    cfg = load_config(V2_TINY)
+    assert (cfg.text.hidden_size, cfg.text.num_hidden_layers, cfg.text.num_attention_heads) == (64, 2, 4)
+    assert (cfg.text.vocab_size, cfg.text.intermediate_size, cfg.text.rotary_emb_base) == (272, 128, 20000.0)
+    assert cfg.text.lora_adaptations == ("retrieval.query",) and cfg.text.lora_scaling == 1.0
+    assert cfg.text.active_adapter == 0
+    assert (cfg.vision.width, cfg.vision.layers, cfg.vision.num_heads, cfg.vision.mlp_hidden) == (64, 2, 4, 170)
+    assert (cfg.vision.grid_size, cfg.preprocess.size) == (4, 56)
+    assert cfg.matryoshka_dims == (8, 16, 32, 64) and cfg.tasks == ("retrieval.query",)
+
+
+def test_published_config_falls_back_to_builtin_jina_embeddings_v3():
+    """Offline and without jina-embeddings-v3 in the cache, the published config yields the same
+    text tower as the config with every size written out."""
+    written_out = parse_config(json.loads((FULL / "config.json").read_text()))
+    published = parse_config(published_full_config(), base_text_config=None)
+    assert published == written_out
+    assert published.text.rotary_emb_base == 20000.0  # not the flash config class default 10000
+    assert (published.vision.grid_size, published.vision.mlp_hidden) == (36, 2730)
+
+
+def test_base_config_from_a_local_folder_and_kwargs_win(tmp_path):
+    base = tmp_path / "base-model"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({**JINA_EMBEDDINGS_V3_TEXT_CONFIG, "num_hidden_layers": 7, "hidden_act": "gelu_new"}))  # fmt: skip
+    config = published_full_config()
+    config["text_config"]["hf_model_name_or_path"] = str(base)
+    config["text_config"]["hf_model_config_kwargs"]["hidden_act"] = "gelu"
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    cfg = load_config(folder)
+    assert cfg.text.num_hidden_layers == 7  # from the base config
+    assert cfg.text.hidden_act == "gelu"  # kwargs win
+
+
+def test_base_config_from_the_hub_cache(tmp_path):
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--jinaai--jina-embeddings-v3" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({**JINA_EMBEDDINGS_V3_TEXT_CONFIG, "num_hidden_layers": 5}))
+    (cache / "models--jinaai--jina-embeddings-v3" / "refs").mkdir()
+    (cache / "models--jinaai--jina-embeddings-v3" / "refs" / "main").write_text("0123abc")
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(published_full_config()))
+    assert load_config(folder, cache_dir=cache).text.num_hidden_layers == 5
+    assert load_config(folder, cache_dir=tmp_path / "empty").text.num_hidden_layers == 24  # built-in
+
+
+def test_unknown_base_model_without_sizes_names_the_missing_field():
+    config = published_full_config()
+    config["text_config"]["hf_model_name_or_path"] = "someone/unknown-model"
+    with pytest.raises(CheckpointError, match="has no 'hidden_size'"):
+        parse_config(config)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("add_projections",), True, "add_projections"),
+        (("text_config", "proj_type"), "linear", "proj_type"),
+        (("vision_config", "post_norm"), True, "post_norm"),
+        (("vision_config", "naive_swiglu"), False, "naive_swiglu"),
+        (("vision_config", "ls_init_value"), 0.1, "ls_init_value"),
+        (("vision_config", "head_width"), 48, "head_width"),
+        (("model_type",), "clip", "model_type"),
+        (("matryoshka_dimensions",), [8, 128], r"\[128\]"),
+        (("text_config", "default_lora_task"), "retrieval.passage", "default_lora_task"),
+    ],
+)
+def test_unsupported_or_inconsistent_config_is_a_checkpoint_error(path, value, message):
+    config = copy.deepcopy(json.loads((V2_TINY / "config.json").read_text()))
+    target = config
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(CheckpointError, match=message):
+        parse_config(config)
+
+
+def _copy_fixture(tmp_path: Path, **top) -> Path:
+    folder = tmp_path / "ckpt"
+    shutil.copytree(V2_TINY, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in top.items():
+        if key == "default_instruction_task":
+            config["text_config"][key] = value
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_config_defaults_for_task_and_truncation(tmp_path, engine, manifest):
+    folder = _copy_fixture(tmp_path, default_instruction_task="retrieval.query", truncate_dim=16)
+    other = JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
+    texts = manifest["texts"][:4]
+    np.testing.assert_allclose(other.encode_text(texts), engine.encode_text(texts, task="retrieval.query", truncate_dim=16), atol=1e-6)  # fmt: skip
+    assert other.encode_image([np.full((8, 8, 3), 7, np.uint8)]).shape == (1, 16)
+    assert other.encode_text(texts, truncate_dim=64).shape == (4, 64)

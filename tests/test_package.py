@@ -1,0 +1,55 @@
+"""Packaging: lazy imports, public names, core dependencies, and the scripts the README runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+import jinaclip_integrations
+
+ROOT = Path(__file__).parents[1]
+CORE = {"torch", "transformers", "tokenizers", "huggingface-hub", "safetensors", "pillow", "numpy", "tqdm"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = "import sys, jinaclip_integrations as j; j.InputError; assert 'torch' not in sys.modules, 'torch imported'"
+    result = run("-c", code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_public_names():
+    assert set(jinaclip_integrations.__all__) == {"CheckpointError", "InputError", "JinaCLIPEngine", "JinaCLIPError", "__version__"}  # fmt: skip
+    for name in jinaclip_integrations.__all__:
+        assert getattr(jinaclip_integrations, name) is not None
+    assert issubclass(jinaclip_integrations.InputError, ValueError)
+    assert issubclass(jinaclip_integrations.CheckpointError, jinaclip_integrations.JinaCLIPError)
+
+
+def test_core_dependencies_only():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {dep.split(">")[0].split("=")[0].split("<")[0].strip().lower() for dep in project["dependencies"]}
+    assert names == CORE
+    assert project["version"] == jinaclip_integrations.__version__
+
+
+def test_readme_main_job_runs():
+    result = run("examples/similarity.py", "--model", "tests/fixtures/jina-clip-v2-tiny", "--dimensions", "16")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "task=retrieval.query, dims=16" in lines[0]
+    assert len(lines) == 2 + 3 and lines[2].startswith("a red circle") and lines[2].count("*") == 1
+
+
+def test_benchmark_smoke():
+    result = run("benchmarks/bench_engine.py", "--smoke")
+    assert result.returncode == 0, result.stderr
+    assert "| text, short 5-30 tokens" in result.stdout and "MFU" in result.stdout
