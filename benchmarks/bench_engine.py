@@ -168,7 +168,7 @@ def bench_vision(cfg, ours, work, device, dtype, peak_tflops):
     images_per_s = batches * pixels.shape[0] / seconds
     tflops = images_per_s * vision_flops(cfg.vision) / 1e12
     return (
-        f"| images {size}x{size} (batch {pixels.shape[0]}, {vision_flops(cfg.vision) / 1e9:,.1f} GFLOP each) | "
+        f"| vision forward {size}x{size} (batch {pixels.shape[0]}, {vision_flops(cfg.vision) / 1e9:,.1f} GFLOP each) | "
         f"{images_per_s:,.2f} images/s | {peak_tflops:,.1f} TFLOP/s matmul peak | "
         f"**{tflops / peak_tflops:.0%} MFU** | {peak_memory(device):.2f} GiB |"
     )

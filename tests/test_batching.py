@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jinaclip_integrations.engine.batching import length_sorted_batches, prepared_batches
+from jinaclip_integrations.engine.batching import decode_pool, length_sorted_batches, prepared_batches
 
 
 @given(
@@ -50,20 +51,53 @@ def test_prepared_batches_keeps_order_and_runs_ahead():
     assert [x for b in batches for x in b] == [40, 50, 60, 70, 80, 90]
 
 
-def test_prepared_batches_raises_the_first_error_in_input_order_and_cancels():
-    ran = set()
-    lock = threading.Lock()
-
+def test_prepared_batches_raises_the_first_error_in_input_order():
     def fn(i, item):
-        with lock:
-            ran.add(i)
         if i in (3, 5):
             time.sleep(0.02 if i == 3 else 0)
             raise ValueError(f"bad {i}")
         return i
 
-    gen = prepared_batches(fn, range(1000), batch_size=4)
     with pytest.raises(ValueError, match="bad 3"):
-        list(gen)
-    time.sleep(0.05)
-    assert len(ran) < 1000  # the rest was never started
+        list(prepared_batches(fn, range(100), batch_size=4))
+
+
+@pytest.mark.parametrize("stop", ["error", "close"])
+def test_queued_work_is_cancelled(stop):
+    """The window (2 batches of 100) is larger than the pool: items still queued when the
+    first item fails, or when the consumer closes the generator, are never run."""
+    workers = decode_pool()._max_workers
+    release = threading.Event()
+    ran = []
+
+    def fn(i, item):
+        ran.append(i)
+        if stop == "error" and i == 0:
+            raise ValueError("bad 0")
+        if stop == "error" or i >= 100:
+            release.wait(10)  # keep the workers busy so that the rest stays queued
+        return i
+
+    batches = prepared_batches(fn, range(1000), batch_size=100)
+    if stop == "error":
+        with pytest.raises(ValueError, match="bad 0"):
+            next(batches)
+        done = 0
+    else:
+        assert next(batches) == list(range(100))
+        batches.close()
+        done = 100
+    release.set()
+    time.sleep(0.2)
+    assert len(ran) <= done + workers + 1  # without cancelling, 200 to 300 items would run
+
+
+def test_a_forked_child_gets_its_own_pool():
+    list(prepared_batches(lambda i, x: x, range(4), batch_size=2))  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(_embed_in_child) == [[0, 1], [2, 3]]
+
+
+def _embed_in_child():
+    return list(prepared_batches(lambda i, x: x, range(4), batch_size=2))

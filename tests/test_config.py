@@ -69,13 +69,16 @@ def test_base_config_from_the_hub_cache(tmp_path):
     cache = tmp_path / "hub"
     snapshot = cache / "models--jinaai--jina-embeddings-v3" / "snapshots" / "0123abc"
     snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text(json.dumps({**JINA_EMBEDDINGS_V3_TEXT_CONFIG, "num_hidden_layers": 5}))
+    cached = {**JINA_EMBEDDINGS_V3_TEXT_CONFIG, "num_hidden_layers": 5}
+    del cached["rotary_emb_base"]  # a field the cached file lacks comes from the built-in values
+    (snapshot / "config.json").write_text(json.dumps(cached))
     (cache / "models--jinaai--jina-embeddings-v3" / "refs").mkdir()
     (cache / "models--jinaai--jina-embeddings-v3" / "refs" / "main").write_text("0123abc")
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(published_full_config()))
-    assert load_config(folder, cache_dir=cache).text.num_hidden_layers == 5
+    from_cache = load_config(folder, cache_dir=cache).text
+    assert (from_cache.num_hidden_layers, from_cache.rotary_emb_base) == (5, 20000.0)
     assert load_config(folder, cache_dir=tmp_path / "empty").text.num_hidden_layers == 24  # built-in
 
 

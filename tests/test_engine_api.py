@@ -71,11 +71,32 @@ def test_unknown_task_lists_the_valid_ones(engine):
         engine.encode_text(["a"], task="retrieval.passage")
 
 
-@pytest.mark.parametrize("bad, index", [([1], 0), (["a", "b", None], 2), (["a", b"bytes"], 1), (["a", ["nested"]], 1)])
-def test_non_string_text_is_an_input_error(engine, bad, index):
-    with pytest.raises(InputError, match=f"invalid text at index {index}: expected a string") as info:
+@pytest.mark.parametrize(
+    "bad, index, reason",
+    [
+        ([1], 0, "expected a string, got int"),
+        (["a", "b", None], 2, "expected a string, got NoneType"),
+        (["a", b"bytes"], 1, "expected a string, got bytes"),
+        (["a", ["nested"]], 1, "expected a string, got list"),
+        (
+            ["ok", "lone surrogate \ud800 from json.loads"],
+            1,
+            "not valid Unicode text: surrogates not allowed at position 15",
+        ),
+    ],
+)
+def test_bad_text_is_an_input_error(engine, bad, index, reason):
+    with pytest.raises(InputError, match=f"invalid text at index {index}: ") as info:
         engine.encode_text(bad)
-    assert info.value.index == index
+    assert (info.value.index, info.value.reason) == (index, reason)
+
+
+def test_integer_options_accept_numpy_ints_and_refuse_floats(engine, golden, manifest):
+    out = engine.encode_text(manifest["texts"][:2], truncate_dim=np.int64(16), batch_size=np.int32(1))
+    np.testing.assert_allclose(out, golden["text_emb_none_trunc16"][:2], **EMB)
+    for bad in (16.0, "16", True):
+        with pytest.raises(ValueError, match="truncate_dim must be an integer"):
+            engine.encode_text(["a"], truncate_dim=bad)
 
 
 def test_single_item_instead_of_a_list(engine):
@@ -85,13 +106,17 @@ def test_single_item_instead_of_a_list(engine):
         engine.encode_image(str(V2_TINY / "rgb_tiny_5x7.png"))
     with pytest.raises(TypeError):
         engine.encode_text(42)
+    with pytest.raises(TypeError, match="wrap a single image in a list"):
+        engine.encode_image(np.zeros((48, 64, 3), np.uint8))  # would otherwise embed 48 rows
+    batch = np.stack([np.full((8, 8, 3), v, np.uint8) for v in (0, 128)])
+    assert engine.encode_image(batch).shape == (2, 64)  # an N x H x W x C batch is a list of images
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 1.5, True, "8"])
 def test_bad_batch_size(engine, batch_size):
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be a"):
         engine.encode_text(["a"], batch_size=batch_size)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be a"):
         engine.encode_image([], batch_size=batch_size)
 
 
@@ -153,6 +178,27 @@ def test_low_precision_on_cpu_stays_close(dtype, manifest, golden, image_paths):
     assert (text * golden["text_emb_query"]).sum(1).min() >= 0.999
     assert (image * golden["image_emb"]).sum(1).min() >= 0.999
     assert text.dtype == image.dtype == np.float32
+
+
+def test_concurrent_loads_build_sound_models(manifest, golden):
+    """Loads in parallel threads (fp32 and bf16) each get their own dtype; nothing global leaks."""
+    init_normal = torch.nn.init.normal_
+    default = torch.get_default_dtype()
+
+    def load(dtype):
+        engine = JinaCLIPEngine.from_pretrained(V2_TINY, device="cpu", dtype=dtype, show_progress=False)
+        return dtype, engine
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(load, ["float32", "bfloat16"] * 4))
+    assert torch.nn.init.normal_ is init_normal and torch.get_default_dtype() == default
+    for dtype, engine in results:
+        assert {p.dtype for p in engine.model.parameters()} == {getattr(torch, dtype)}
+        # RoPE frequencies and tables stay float32 in a bf16 model
+        assert engine.model.text.transformer.rotary_emb.inv_freq.dtype == torch.float32
+        assert engine.model.vision.rope_cos.dtype == torch.float32
+        cosine = (engine.encode_text(manifest["texts"][:4]) * golden["text_emb_none"][:4]).sum(1)
+        assert cosine.min() >= 0.999
 
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(engine, capsys):

@@ -6,7 +6,9 @@ import base64
 import functools
 import http.server
 import io
+import os
 import pickle
+import socket
 import struct
 import threading
 import zlib
@@ -91,7 +93,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[object, str]]:
     return {
         "missing-file": (str(tmp_path / "nope.jpg"), "file not found"),
         "missing-pathlib": (tmp_path / "nope.png", "file not found"),
-        "directory": (tmp_path, "cannot read"),
+        "directory": (tmp_path, "is not a regular file"),
+        "directory-str": (str(tmp_path), "is not a regular file"),
+        "nul-in-path": (Path("a\x00b.png"), "cannot read"),
         "corrupt-bytes": (b"definitely not an image", "cannot decode image"),
         "truncated-png": (png[: len(png) // 2], "cannot decode image"),
         "truncated-jpeg": (jpeg[: len(jpeg) // 2], "cannot decode image"),
@@ -103,6 +107,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[object, str]]:
         "float-array": (np.zeros((4, 4, 3)), "must be uint8"),
         "bad-shape-array": (np.zeros((4, 4, 2), np.uint8), "must have shape"),
         "empty-array": (np.zeros((0, 4, 3), np.uint8), "empty"),
+        "empty-pil": (Image.new("RGB", (0, 5)), "image is empty (0x5)"),
+        "empty-bytes": (b"", "no image data"),
+        "bad-url": ("http://[::1/x.png", "cannot fetch"),
         "text-file-object": (io.StringIO("abc"), "binary mode"),
         "int": (42, "unsupported image type int"),
         "none": (None, "unsupported image type NoneType"),
@@ -126,6 +133,55 @@ def test_bomb_over_our_limit_but_under_pils(engine):
     """120 megapixels: PIL only warns; the engine's limit refuses it before decoding."""
     with pytest.raises(InputError, match="12000x10000 = 120000000 pixels, more than the limit"):
         engine.encode_image([_png_claiming(12_000, 10_000)])
+
+
+def test_fifo_is_refused_without_blocking(engine, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="is not a regular file"):
+        engine.encode_image([str(fifo)])
+
+
+def test_elongated_image_is_refused_before_resizing(engine):
+    """A 1 x 200000 sliver would be resized to 56 x 11.2M pixels (size**2 * length)."""
+    sliver = io.BytesIO()
+    Image.new("L", (1, 200_000)).save(sliver, format="PNG")
+    with pytest.raises(InputError, match=r"too elongated: resizing it needs 56x11200000 = 627200000 pixels"):
+        engine.encode_image([sliver.getvalue()])
+    assert engine.encode_image([Image.new("L", (1, 3000))]).shape == (1, 64)  # within the limit
+
+
+def test_shared_caller_objects(engine):
+    """The same lazily-decoded PIL image many times in one call (decoded by several threads)."""
+    lazy = Image.open(io.BytesIO(CMYK.read_bytes()))
+    out = engine.encode_image([lazy] * 8, batch_size=3)
+    np.testing.assert_allclose(out, np.repeat(engine.encode_image([CMYK]), 8, axis=0), atol=1e-6)
+    stream = io.BytesIO(GRADIENT.read_bytes())
+    with pytest.raises(InputError, match="index 1: file object returned no data"):
+        engine.encode_image([stream, stream])
+
+
+@pytest.fixture
+def garbage_server():
+    """A TCP server that answers any request with bytes that are not HTTP."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+
+    def serve():
+        conn, _ = sock.accept()
+        conn.recv(65536)
+        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/x.png"
+    sock.close()
+
+
+def test_url_answering_garbage(engine, garbage_server):
+    with pytest.raises(InputError, match="index 0: cannot fetch"):
+        engine.encode_image([garbage_server])
 
 
 def test_truncated_file_on_disk(engine, tmp_path):

@@ -138,6 +138,12 @@ def test_unknown_hub_name_offline(tmp_path, monkeypatch):
         JinaCLIPEngine.from_pretrained("nobody/no-such-model", cache_dir=tmp_path)
 
 
+def test_missing_local_folder_is_a_checkpoint_error(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match="'./models/does-not-exist' is not a local folder"):
+        JinaCLIPEngine.from_pretrained("./models/does-not-exist")
+
+
 def test_a_file_is_not_a_checkpoint():
     with pytest.raises(CheckpointError, match="is a file"):
         JinaCLIPEngine.from_pretrained(V2_TINY / "config.json")

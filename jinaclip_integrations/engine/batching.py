@@ -38,6 +38,15 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: it starts a pool of its own."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def decode_pool() -> ThreadPoolExecutor:
     """The process-wide thread pool that decodes and preprocesses images (PIL releases the GIL
     while decoding and resizing, so threads use every core)."""
@@ -53,9 +62,10 @@ def prepared_batches(
 ) -> Iterator[list[R]]:
     """Yield ``[fn(i, item) for each item of a batch]``, batch after batch, in input order.
 
-    ``fn`` runs on :func:`decode_pool` threads, up to ``prefetch_batches`` batches ahead of
-    the consumer, so the model computes one batch while the next is being prepared. The first
-    exception raised by ``fn`` (in input order) propagates; work not yet started is cancelled.
+    ``fn`` runs on :func:`decode_pool` threads: while the consumer holds one batch, the next
+    ``prefetch_batches`` batches are being prepared, so the model computes one batch while the
+    next is decoded. The first exception raised by ``fn`` (in input order) propagates, and work
+    not yet started is cancelled (also when the consumer closes the generator early).
     """
     pool = decode_pool()
     window = batch_size * (1 + prefetch_batches)

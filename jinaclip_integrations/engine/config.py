@@ -136,7 +136,6 @@ class JinaCLIPConfig:
     text: TextConfig
     vision: VisionConfig
     preprocess: PreprocessConfig
-    projection_dim: int
     matryoshka_dims: tuple[int, ...]
     truncate_dim: int | None
 
@@ -161,12 +160,12 @@ def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | 
     Args:
         text_config: ``config.json``'s ``text_config`` section.
         base: the ``config.json`` of the model named by ``hf_model_name_or_path`` if it was
-            found locally, else None (then the built-in values for that name are used).
+            found locally, else None. The built-in values for that name, if any, fill what it
+            lacks; ``hf_model_config_kwargs`` override both.
     """
     name = text_config.get("hf_model_name_or_path")
-    if base is None:
-        base = BUILTIN_TEXT_CONFIGS.get(name, {})
-    merged = {**base, **text_config.get("hf_model_config_kwargs", {})}
+    builtin = BUILTIN_TEXT_CONFIGS.get(name, {})
+    merged = {**builtin, **(base or {}), **text_config.get("hf_model_config_kwargs", {})}
     where = f"text config (base {name!r} + hf_model_config_kwargs)"
 
     if merged.get("position_embedding_type", "rotary") != "rotary":
@@ -295,7 +294,6 @@ def parse_config(
         text=text,
         vision=vision,
         preprocess=parse_preprocess_config(preprocessor, vision.image_size),
-        projection_dim=int(config.get("projection_dim", text.embed_dim)),
         matryoshka_dims=dims,
         truncate_dim=None if truncate_dim is None else int(truncate_dim),
     )

@@ -7,7 +7,9 @@ callers pass; the model and the preprocessing it drives live in their own module
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from ..errors import InputError
 from ..progress import progress_bar
 from .batching import length_sorted_batches, prepared_batches
 from .config import JinaCLIPConfig
-from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor, load_image
+from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
 from .model import JinaCLIPModel
 from .tokenizer import TextTokenizer
 from .weights import load_config, load_model, resolve_checkpoint
@@ -61,10 +63,21 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)} or the torch dtype")
 
 
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _as_int(value: Any, name: str) -> int:
+    """``value`` as a Python int (numpy integers too); a ValueError for bools, floats, strings."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _positive_int(value: Any, name: str) -> int:
+    number = _as_int(value, name)
+    if number < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return number
 
 
 class JinaCLIPEngine:
@@ -111,7 +124,11 @@ class JinaCLIPEngine:
         dtype: str | torch.dtype | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
-        **options: Any,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        show_progress: bool | None = None,
     ) -> JinaCLIPEngine:
         """Load a published jina-clip checkpoint as it is (no remote code).
 
@@ -123,18 +140,30 @@ class JinaCLIPEngine:
                 fp32 on CPU by default.
             revision: hub revision (branch, tag or commit) for a hub name.
             cache_dir: hub cache folder, if not the default one.
-            **options: engine settings: ``max_length`` (tokens per text, default 512 as in
-                the reference; the model accepts up to 8192), ``batch_size``,
-                ``max_batch_tokens``, ``max_image_pixels`` and ``show_progress``.
+            max_length: tokens per text, longer texts are truncated (512 as in the reference;
+                jina-clip-v2 accepts up to 8192).
+            batch_size: default texts/images per forward pass.
+            max_batch_tokens: most padded tokens in one text batch (bounds memory on long texts).
+            max_image_pixels: images with more pixels are refused before decoding (None: no limit).
+            show_progress: progress bars for loading and embedding (default: on a terminal).
         """
         folder = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
         config = load_config(folder, cache_dir=cache_dir)
         device_ = resolve_device(device)
         dtype_ = resolve_dtype(dtype, device_)
-        model = load_model(folder, config, device_, dtype_, show_progress=options.get("show_progress"))
+        model = load_model(folder, config, device_, dtype_, show_progress=show_progress)
         tokenizer = TextTokenizer.from_folder(folder, config.text.pad_token_id)
         logger.info("loaded %s on %s (%s)", name_or_path, device_, dtype_)
-        return cls(model, tokenizer, name_or_path=str(name_or_path), **options)
+        return cls(
+            model,
+            tokenizer,
+            name_or_path=str(name_or_path),
+            max_length=max_length,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_image_pixels=max_image_pixels,
+            show_progress=show_progress,
+        )
 
     # -- what the model offers -------------------------------------------------------------
 
@@ -233,8 +262,11 @@ class JinaCLIPEngine:
                 type, or larger than ``max_image_pixels`` (its index is in ``.index``).
             ValueError: unsupported ``truncate_dim`` or bad ``batch_size``.
         """
-        if isinstance(images, (str, bytes)) or not isinstance(images, Iterable):
-            raise TypeError("images must be a list of images; wrap a single image in a list")
+        single = isinstance(images, (str, bytes)) or (isinstance(images, np.ndarray) and images.ndim != 4)
+        if single or not isinstance(images, Iterable):
+            raise TypeError(
+                "images must be a list of images (or an N x H x W x C array); wrap a single image in a list"
+            )
         items = list(images)
         dim = self._output_dim(truncate_dim)
         size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
@@ -242,8 +274,10 @@ class JinaCLIPEngine:
         shown = self.show_progress if show_progress is None else show_progress
         pin = self.device.type == "cuda"
         start = 0
-        with progress_bar(len(items), "Embedding images", shown, unit="image") as bar, torch.inference_mode():
-            for batch in prepared_batches(self._prepare_image, items, size):
+        batches = prepared_batches(self._prepare_image, items, size)
+        # closing(): if the model raises, queued decoding is cancelled at once, not when collected
+        with progress_bar(len(items), "Embedding images", shown, unit="image") as bar, torch.inference_mode(), closing(batches):  # fmt: skip
+            for batch in batches:
                 pixels = torch.stack(batch)
                 pixels = (pixels.pin_memory() if pin else pixels).to(self.device, self.dtype, non_blocking=True)
                 out[start : start + len(batch)] = self._finish(self.model.vision(pixels), dim, normalize)
@@ -254,7 +288,7 @@ class JinaCLIPEngine:
     # -- helpers ---------------------------------------------------------------------------
 
     def _prepare_image(self, index: int, item: ImageInput) -> torch.Tensor:
-        return self.preprocessor(load_image(item, index, self.max_image_pixels))
+        return self.preprocessor.prepare(item, index, self.max_image_pixels)
 
     @staticmethod
     def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -264,6 +298,12 @@ class JinaCLIPEngine:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InputError(i, f"expected a string, got {type(text).__name__}", kind="text")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates, e.g. from json.loads of bad escapes
+                raise InputError(
+                    i, f"not valid Unicode text: {exc.reason} at position {exc.start}", kind="text"
+                ) from None
         return texts
 
     def _model_name(self) -> str:
@@ -286,6 +326,7 @@ class JinaCLIPEngine:
             truncate_dim = self.config.truncate_dim
             if truncate_dim is None:
                 return self.embedding_dim
+        truncate_dim = _as_int(truncate_dim, "truncate_dim")
         if truncate_dim not in self.matryoshka_dims:
             if not self.matryoshka_dims:
                 raise ValueError(f"{self._model_name()} was not trained for Matryoshka truncation; truncate_dim must be None")  # fmt: skip

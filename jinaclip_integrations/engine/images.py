@@ -8,64 +8,80 @@ item's index and the reason; nothing from PIL, urllib or numpy escapes.
 Preprocessing reproduces the reference's (torchvision ``Resize``/``CenterCrop``/``ToTensor``/
 ``Normalize`` on PIL images) with PIL and torch alone: shortest side resized to ``size`` with
 PIL bicubic, center crop, scale to [0, 1], normalize with the CLIP mean/std.
+
+Limits: ``max_pixels`` bounds the decoded image (checked from the header, before decoding);
+:data:`MAX_RESIZED_PIXELS` bounds the intermediate resized image, since the shortest-side
+resize enlarges a 1 x N sliver to ``size * size * N`` pixels. PIL refuses images over twice
+``PIL.Image.MAX_IMAGE_PIXELS`` (~179 megapixels) on its own, whatever ``max_pixels`` says.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import io
 import os
 import re
+import stat
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import InputError
 from .config import PreprocessConfig
 
-#: Default limit on decoded pixels per image (PIL's own warning threshold, ~89 megapixels):
-#: larger images are refused before they are decoded (decompression bombs).
+#: Default limit on pixels per image (PIL's own warning threshold, ~89 megapixels).
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
-#: Seconds to wait for an image URL, and the most bytes read from one.
+#: Most pixels of the resized image before the center crop: at 512 px, aspect ratios up to ~340:1.
+MAX_RESIZED_PIXELS = 89_478_485
+#: Most bytes read from one encoded image (file, file object or URL).
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
+#: Seconds an image URL may take, connection and whole download.
 URL_TIMEOUT_S = 10.0
-URL_MAX_BYTES = 64 * 1024 * 1024
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_\-\s]+={0,2}\s*")
 _MIN_BASE64_CHARS = 32  # shorter strings are treated as (missing) paths, not as image data
+#: PIL images and file objects belong to the caller and may appear several times in one call,
+#: or in concurrent calls: lazy decoding and reading them is not thread-safe, so it takes turns.
+_CALLER_OBJECTS = threading.Lock()
 
 
-def _pil():
-    from PIL import Image
-
-    return Image
+def _bad(index: int, reason: str) -> InputError:
+    return InputError(index, reason, kind="image")
 
 
-def _open_bytes(data: bytes, index: int, max_pixels: int | None, source: str):
-    Image = _pil()
+def _open_bytes(data: bytes, index: int, max_pixels: int | None, source: str) -> Image.Image:
+    if not data:
+        raise _bad(index, f"no image data in {source}")
     try:
         with Image.open(io.BytesIO(data)) as img:
             return _decode(img, index, max_pixels)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(index, f"decompression bomb refused ({source}): {exc}", kind="image") from None
+        raise _bad(index, f"decompression bomb refused ({source}): {exc}") from None
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error, ...
-        raise InputError(index, f"cannot decode image ({source}): {exc}", kind="image") from None
+        raise _bad(index, f"cannot decode image ({source}): {exc}") from None
 
 
-def _decode(img, index: int, max_pixels: int | None):
-    """Check the pixel count (from the header, before decoding), decode, convert to RGB."""
-    width, height = img.size
+def _check_pixels(width: int, height: int, index: int, max_pixels: int | None, what: str = "image has") -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise InputError(
-            index,
-            f"image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
-            kind="image",
-        )
+        raise _bad(index, f"{what} {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}")
+
+
+def _decode(img: Image.Image, index: int, max_pixels: int | None) -> Image.Image:
+    """Check the size (from the header, before decoding), decode, convert to RGB."""
+    width, height = img.size
+    if width == 0 or height == 0:
+        raise _bad(index, f"image is empty ({width}x{height})")
+    _check_pixels(width, height, index, max_pixels)
     img.load()
     return img.convert("RGB")
 
@@ -75,77 +91,105 @@ def _decode_base64(text: str, index: int, what: str) -> bytes:
     try:
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InputError(index, f"{what} is not valid base64: {exc}", kind="image") from None
+        raise _bad(index, f"{what} is not valid base64: {exc}") from None
 
 
 def _fetch_url(url: str, index: int) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "jinaclip-integrations"})
+    """GET ``url`` within :data:`URL_TIMEOUT_S` in all, at most :data:`MAX_IMAGE_BYTES`."""
+    deadline = time.monotonic() + URL_TIMEOUT_S
+    chunks, size = [], 0
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "jinaclip-integrations"})
         with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
-            data = response.read(URL_MAX_BYTES + 1)
+            while chunk := response.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_IMAGE_BYTES:
+                    raise _bad(index, f"{url} is larger than {MAX_IMAGE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise _bad(index, f"{url} took longer than {URL_TIMEOUT_S:g} s")
+                chunks.append(chunk)
     except urllib.error.HTTPError as exc:
-        raise InputError(index, f"HTTP {exc.code} fetching {url}", kind="image") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise InputError(index, f"cannot fetch {url}: {getattr(exc, 'reason', exc)}", kind="image") from None
-    if len(data) > URL_MAX_BYTES:
-        raise InputError(index, f"{url} is larger than {URL_MAX_BYTES} bytes", kind="image")
-    return data
+        raise _bad(index, f"HTTP {exc.code} fetching {url}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        raise _bad(index, f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from None
+    return b"".join(chunks)
 
 
-def _from_string(item: str, index: int, max_pixels: int | None):
+def _from_path(path: str | os.PathLike, index: int, max_pixels: int | None) -> Image.Image:
+    shown = repr(os.fspath(path))
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a directory; a FIFO or device would block or never end
+            raise _bad(index, f"{shown} is not a regular file")
+        if info.st_size > MAX_IMAGE_BYTES:
+            raise _bad(index, f"{shown} is larger than {MAX_IMAGE_BYTES} bytes")
+        with open(path, "rb") as f:
+            data = f.read(MAX_IMAGE_BYTES + 1)
+    except FileNotFoundError:
+        raise _bad(index, f"file not found: {shown}") from None
+    except (OSError, ValueError) as exc:  # permissions, a directory, a NUL in the name, ...
+        raise _bad(index, f"cannot read {shown}: {getattr(exc, 'strerror', None) or exc}") from None
+    return _open_bytes(data, index, max_pixels, shown)
+
+
+def _from_string(item: str, index: int, max_pixels: int | None) -> Image.Image:
     if item.startswith("data:"):
         header, sep, payload = item.partition(",")
         if not sep or not header.endswith(";base64"):
-            raise InputError(index, "data URI is not of the form data:<type>;base64,<data>", kind="image")
+            raise _bad(index, "data URI is not of the form data:<type>;base64,<data>")
         return _open_bytes(_decode_base64(payload, index, "data URI"), index, max_pixels, "data URI")
     if item.startswith(("http://", "https://")):
         return _open_bytes(_fetch_url(item, index), index, max_pixels, item)
-    if os.path.isfile(item):
+    if os.path.lexists(item):
         return _from_path(item, index, max_pixels)
     if len(item) >= _MIN_BASE64_CHARS and _BASE64.fullmatch(item):
         return _open_bytes(_decode_base64(item, index, "string"), index, max_pixels, "base64 string")
     shown = item if len(item) <= 200 else item[:200] + "..."
-    raise InputError(index, f"file not found: {shown!r} (nor a URL, data URI or base64 image)", kind="image")
+    raise _bad(index, f"file not found: {shown!r} (nor a URL, data URI or base64 image)")
 
 
-def _from_path(path: str | os.PathLike, index: int, max_pixels: int | None):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise InputError(index, f"file not found: {os.fspath(path)!r}", kind="image") from None
-    except OSError as exc:
-        raise InputError(index, f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}", kind="image") from None
-    return _open_bytes(data, index, max_pixels, repr(os.fspath(path)))
-
-
-def _from_array(array: np.ndarray, index: int, max_pixels: int | None):
+def _from_array(array: np.ndarray, index: int, max_pixels: int | None) -> Image.Image:
     if array.dtype != np.uint8:
-        raise InputError(index, f"numpy image must be uint8, got {array.dtype}", kind="image")
+        raise _bad(index, f"numpy image must be uint8, got {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise InputError(index, f"numpy image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {array.shape}", kind="image")  # fmt: skip
+        raise _bad(index, f"numpy image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise InputError(index, f"numpy image is empty: shape {array.shape}", kind="image")
-    return _decode(_pil().fromarray(np.ascontiguousarray(array)), index, max_pixels)
+        raise _bad(index, f"numpy image is empty: shape {array.shape}")
+    return _decode(Image.fromarray(np.ascontiguousarray(array)), index, max_pixels)
 
 
-def load_image(item: Any, index: int, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
+def _from_file_object(item: Any, index: int, max_pixels: int | None) -> Image.Image:
+    try:
+        with _CALLER_OBJECTS:
+            data = item.read(MAX_IMAGE_BYTES + 1)
+    except Exception as exc:  # whatever the object's read() raises
+        raise _bad(index, f"cannot read file object: {exc}") from None
+    if not isinstance(data, (bytes, bytearray)):
+        raise _bad(index, "file object must be opened in binary mode")
+    if not data:
+        raise _bad(index, "file object returned no data (was it already read?)")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _bad(index, f"file object holds more than {MAX_IMAGE_BYTES} bytes")
+    return _open_bytes(bytes(data), index, max_pixels, "file object")
+
+
+def load_image(item: Any, index: int, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Any accepted image input -> a decoded RGB ``PIL.Image.Image``.
 
     Raises:
         InputError: the item is of an unsupported type, missing, unreadable, corrupt,
-            truncated, or has more than ``max_pixels`` pixels.
+            truncated, empty, or has more than ``max_pixels`` pixels.
     """
-    Image = _pil()
     if isinstance(item, Image.Image):
         try:
-            return _decode(item, index, max_pixels)
+            with _CALLER_OBJECTS:
+                return _decode(item, index, max_pixels)
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(index, f"cannot decode PIL image: {exc}", kind="image") from None
+            raise _bad(index, f"cannot decode PIL image: {exc}") from None
     if isinstance(item, str):
         return _from_string(item, index, max_pixels)
     if isinstance(item, os.PathLike):
@@ -155,18 +199,11 @@ def load_image(item: Any, index: int, max_pixels: int | None = DEFAULT_MAX_IMAGE
     if isinstance(item, np.ndarray):
         return _from_array(item, index, max_pixels)
     if callable(getattr(item, "read", None)):
-        try:
-            data = item.read()
-        except Exception as exc:
-            raise InputError(index, f"cannot read file object: {exc}", kind="image") from None
-        if not isinstance(data, (bytes, bytearray)):
-            raise InputError(index, "file object must be opened in binary mode", kind="image")
-        return _open_bytes(bytes(data), index, max_pixels, "file object")
-    raise InputError(
+        return _from_file_object(item, index, max_pixels)
+    raise _bad(
         index,
         f"unsupported image type {type(item).__name__}; expected a PIL image, path, bytes, "
         "file object, base64 string, data URI, URL or uint8 numpy array",
-        kind="image",
     )
 
 
@@ -181,26 +218,34 @@ class ImagePreprocessor:
                 f"unsupported interpolation {cfg.interpolation!r}; expected one of {sorted(self._RESAMPLE)}"
             )
         self.size = cfg.size
-        self._resample = getattr(_pil().Resampling, self._RESAMPLE[cfg.interpolation])
+        self._resample = getattr(Image.Resampling, self._RESAMPLE[cfg.interpolation])
         self._mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
 
-    def resize_and_crop(self, img):
-        """Shortest side to ``size`` (long side ``int(size * long / short)``), then the
-        centered ``size`` x ``size`` crop (offsets rounded as torchvision does)."""
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """Shortest side to ``size``, long side ``int(size * long / short)`` (torchvision's rule)."""
         s = self.size
-        w, h = img.size
-        if w <= h:
-            new_w, new_h = s, int(s * h / w)
-        else:
-            new_w, new_h = int(s * w / h), s
-        if (new_w, new_h) != (w, h):
+        return (s, int(s * height / width)) if width <= height else (int(s * width / height), s)
+
+    def resize_and_crop(self, img: Image.Image) -> Image.Image:
+        """Resize to :meth:`resized_size`, then the centered ``size`` x ``size`` crop
+        (offsets rounded as torchvision does)."""
+        s = self.size
+        new_w, new_h = self.resized_size(*img.size)
+        if (new_w, new_h) != img.size:
             img = img.resize((new_w, new_h), self._resample)
         top = int(round((new_h - s) / 2.0))
         left = int(round((new_w - s) / 2.0))
         return img.crop((left, top, left + s, top + s))
 
-    def __call__(self, img) -> torch.Tensor:
+    def __call__(self, img: Image.Image) -> torch.Tensor:
         pixels = torch.from_numpy(np.array(self.resize_and_crop(img), dtype=np.uint8))
         x = pixels.permute(2, 0, 1).float().div(255)
         return (x - self._mean) / self._std
+
+    def prepare(self, item: Any, index: int, max_pixels: int | None) -> torch.Tensor:
+        """Load any accepted input and preprocess it; every failure is an :class:`InputError`."""
+        img = load_image(item, index, max_pixels)
+        resized = self.resized_size(*img.size)
+        _check_pixels(*resized, index, MAX_RESIZED_PIXELS, "image is too elongated: resizing it needs")
+        return self(img)

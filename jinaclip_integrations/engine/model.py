@@ -24,10 +24,10 @@ class JinaCLIPModel(nn.Module):
     ``exp(logit_scale) * cosine_similarity``.
     """
 
-    def __init__(self, cfg: JinaCLIPConfig, attn_implementation: str = "sdpa") -> None:
+    def __init__(self, cfg: JinaCLIPConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.text = text.TextTower(cfg.text, attn_implementation)
+        self.text = text.TextTower(cfg.text)
         self.vision = vision.VisionTower(cfg.vision)
         self.logit_scale = nn.Parameter(torch.empty(()))
 

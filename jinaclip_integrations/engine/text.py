@@ -1,9 +1,8 @@
 """Text tower of jina-clip-v2: transformers' ``JinaEmbeddingsV3Model`` plus mean pooling.
 
 jina-clip-v2's text tower is jina-embeddings-v3's architecture (XLM-RoBERTa with rotary
-position embeddings, post-LN blocks), which transformers ships with SDPA, FlashAttention-2 and
-flex attention; this module only builds it from our config and maps the published weights onto
-it. The published checkpoint stores every Linear/Embedding weight as a LoRA parametrization
+position embeddings, post-LN blocks), which transformers ships; this module only builds it
+from our config (with SDPA attention) and maps the published weights onto it. The published checkpoint stores every Linear/Embedding weight as a LoRA parametrization
 (``original`` + per-adapter ``lora_A``/``lora_B``); the reference always applies the
 ``default_lora_task`` adapter, so :func:`checkpoint_filter_fn` merges that adapter into the
 weights once and inference costs nothing extra.
@@ -19,7 +18,7 @@ from torch import nn
 from .config import TextConfig
 
 
-def hf_config(cfg: TextConfig, attn_implementation: str = "sdpa"):
+def hf_config(cfg: TextConfig):
     """The transformers ``JinaEmbeddingsV3Config`` for our text config."""
     from transformers import JinaEmbeddingsV3Config
 
@@ -35,19 +34,18 @@ def hf_config(cfg: TextConfig, attn_implementation: str = "sdpa"):
         layer_norm_eps=cfg.layer_norm_eps,
         pad_token_id=cfg.pad_token_id,
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rotary_emb_base},
-        attn_implementation=attn_implementation,
+        attn_implementation="sdpa",
     )
 
 
 class TextTower(nn.Module):
     """Token ids [B, L] + attention mask [B, L] -> mean-pooled features [B, hidden] (fp32)."""
 
-    def __init__(self, cfg: TextConfig, attn_implementation: str = "sdpa") -> None:
+    def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
         from transformers import JinaEmbeddingsV3Model
 
-        self.cfg = cfg
-        self.transformer = JinaEmbeddingsV3Model(hf_config(cfg, attn_implementation), add_pooling_layer=False)
+        self.transformer = JinaEmbeddingsV3Model(hf_config(cfg), add_pooling_layer=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -32,7 +32,7 @@ def rope_table(cfg: VisionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """
     half = cfg.head_width // 2
     g = cfg.rope_grid
-    f32 = torch.float32  # the reference's arithmetic, step for step, so the tables match bit for bit
+    f32 = torch.float32  # the reference's float32 arithmetic, step for step (bit-identical on CPU)
     freqs = 1.0 / 10000 ** (torch.arange(0, half, 2, dtype=f32)[: half // 2] / half)
     t = torch.arange(g, dtype=f32) / g * cfg.pt_hw_seq_len
     angles = torch.outer(t, freqs).repeat_interleave(2, dim=-1)  # [g, half]

@@ -8,6 +8,7 @@ published name, and every tensor in the checkpoint must be used. Either failure 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -40,16 +41,16 @@ def resolve_checkpoint(
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    name = str(name_or_path)
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_patterns": HUB_PATTERNS}
     try:
-        return Path(snapshot_download(str(name_or_path), local_files_only=True, **kwargs))
-    except LocalEntryNotFoundError:
-        pass
-    try:
-        return Path(snapshot_download(str(name_or_path), **kwargs))
-    except Exception as exc:  # network, auth, unknown repo: one error type for the caller
+        try:
+            return Path(snapshot_download(name, local_files_only=True, **kwargs))
+        except LocalEntryNotFoundError:
+            return Path(snapshot_download(name, **kwargs))
+    except Exception as exc:  # invalid name, network, auth, unknown repo: one error type for the caller
         raise CheckpointError(
-            f"{str(name_or_path)!r} is not a local folder, and it could not be fetched from the Hugging Face hub: {exc}"
+            f"{name!r} is not a local folder, and it could not be fetched from the Hugging Face hub: {exc}"
         ) from exc
 
 
@@ -140,26 +141,26 @@ def open_safetensors(folder: Path) -> Iterator[PublishedTensors]:
         yield PublishedTensors(handles)
 
 
-@contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+#: ``no_init_weights`` swaps torch's init functions process-wide and restores what it found:
+#: two loads overlapping in time could leave them swapped for good, so loads take turns.
+_BUILD_LOCK = threading.Lock()
 
 
 def build_model(
     cfg: JinaCLIPConfig, device: torch.device, dtype: torch.dtype, *, random_init: bool = False
 ) -> JinaCLIPModel:
-    """Construct the model directly on ``device`` in ``dtype`` in inference mode. Parameters
-    are left uninitialized (a checkpoint is about to overwrite them) unless ``random_init``
-    (benchmarks and tests of random checkpoints); buffers (RoPE tables) are always computed."""
+    """Construct the model directly on ``device``, parameters in ``dtype``, in inference mode.
+
+    Parameters are left uninitialized (a checkpoint is about to overwrite them) unless
+    ``random_init`` (benchmarks, tests of random checkpoints). Buffers keep the dtype they are
+    built in: the RoPE tables and frequencies stay float32 whatever ``dtype`` is.
+    """
     from transformers.initialization import no_init_weights
 
-    with torch.device(device), _default_dtype(dtype), no_init_weights():
+    with _BUILD_LOCK, torch.device(device), no_init_weights():
         model = JinaCLIPModel(cfg)
+    for param in model.parameters():
+        param.data = param.data.to(dtype)
     if random_init:
         init_random_(model)
     return model.eval().requires_grad_(False)
