@@ -1,7 +1,7 @@
 """Embed texts and images into one vector space and print their cosine similarities.
 
 Texts in three languages are embedded as search queries (the ``retrieval.query`` task when
-the model has it), the images of ``examples/images`` as documents; each row of the printed
+the model has it), the images of ``examples/data`` as documents; each row of the printed
 matrix is a text, each column an image, and the best image per text is marked.
 
     python examples/similarity.py --model jinaai/jina-clip-v2          # the real model (hub)
@@ -17,7 +17,7 @@ import numpy as np
 
 from jinaclip_integrations import JinaCLIPEngine
 
-IMAGES = sorted((Path(__file__).parent / "images").glob("*.png"))
+IMAGES = sorted((Path(__file__).parent / "data").glob("*.png"))
 TEXTS = [
     "a red circle",  # English
     "ein blaues Quadrat",  # German: a blue square

@@ -12,13 +12,42 @@ from typing import TYPE_CHECKING, Any
 from .errors import CheckpointError, InputError, JinaCLIPError
 
 if TYPE_CHECKING:
-    from .engine import JinaCLIPEngine
+    from .engine import JinaCLIPEngine, shared_engine
+    from .fusion import FusedHit, fuse_modalities
+    from .langchain import JinaCLIPEmbeddings, LangChainCrossModalRetriever, MultimodalQdrantVectorStore
+    from .llama_index import JinaCLIPEmbedding, LlamaIndexCrossModalRetriever
 
 __version__ = "0.1.0"
 
-_LAZY = {"JinaCLIPEngine": ".engine"}
+#: public name -> module that defines it (imported on first access: each integration's module
+#: imports its framework, which is an optional extra)
+_LAZY = {
+    "JinaCLIPEngine": ".engine",
+    "shared_engine": ".engine",
+    "FusedHit": ".fusion",
+    "fuse_modalities": ".fusion",
+    "JinaCLIPEmbeddings": ".langchain",
+    "LangChainCrossModalRetriever": ".langchain",
+    "MultimodalQdrantVectorStore": ".langchain",
+    "JinaCLIPEmbedding": ".llama_index",
+    "LlamaIndexCrossModalRetriever": ".llama_index",
+}
 
-__all__ = ["CheckpointError", "InputError", "JinaCLIPEngine", "JinaCLIPError", "__version__"]
+__all__ = [
+    "CheckpointError",
+    "FusedHit",
+    "InputError",
+    "JinaCLIPEmbedding",
+    "JinaCLIPEmbeddings",
+    "JinaCLIPEngine",
+    "JinaCLIPError",
+    "LangChainCrossModalRetriever",
+    "LlamaIndexCrossModalRetriever",
+    "MultimodalQdrantVectorStore",
+    "__version__",
+    "fuse_modalities",
+    "shared_engine",
+]
 
 
 def __getattr__(name: str) -> Any:

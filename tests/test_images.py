@@ -35,6 +35,7 @@ def server():
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+    httpd.server_close()
 
 
 def same_as_path(engine, path: Path, item) -> None:
@@ -62,7 +63,10 @@ def same_as_path(engine, path: Path, item) -> None:
     ],
 )
 def test_every_input_kind_matches_the_file(engine, make):
-    same_as_path(engine, GRADIENT, make(GRADIENT))
+    item = make(GRADIENT)
+    same_as_path(engine, GRADIENT, item)
+    if isinstance(item, io.IOBase):
+        item.close()
 
 
 def test_url(engine, server):
@@ -170,9 +174,9 @@ def garbage_server():
 
     def serve():
         conn, _ = sock.accept()
-        conn.recv(65536)
-        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        conn.close()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
 
     threading.Thread(target=serve, daemon=True).start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/x.png"

@@ -27,11 +27,49 @@ def test_importing_the_package_does_not_import_torch():
 
 
 def test_public_names():
-    assert set(jinaclip_integrations.__all__) == {"CheckpointError", "InputError", "JinaCLIPEngine", "JinaCLIPError", "__version__"}  # fmt: skip
+    assert set(jinaclip_integrations.__all__) == {
+        "CheckpointError", "InputError", "JinaCLIPError", "__version__",
+        "JinaCLIPEngine", "shared_engine", "FusedHit", "fuse_modalities",
+        "JinaCLIPEmbeddings", "MultimodalQdrantVectorStore", "LangChainCrossModalRetriever",
+        "JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever",
+    }  # fmt: skip
+    assert sorted(dir(jinaclip_integrations)) == sorted(jinaclip_integrations.__all__)
+    assert set(jinaclip_integrations._LAZY) | {"CheckpointError", "InputError", "JinaCLIPError", "__version__"} == set(
+        jinaclip_integrations.__all__
+    )
     for name in jinaclip_integrations.__all__:
         assert getattr(jinaclip_integrations, name) is not None
     assert issubclass(jinaclip_integrations.InputError, ValueError)
     assert issubclass(jinaclip_integrations.CheckpointError, jinaclip_integrations.JinaCLIPError)
+
+
+BLOCK_FRAMEWORKS = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("langchain_core", "langchain_qdrant", "llama_index"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_integrations_without_their_extra_give_an_install_hint():
+    code = (
+        BLOCK_FRAMEWORKS
+        + """
+import jinaclip_integrations as j
+j.JinaCLIPEngine, j.fuse_modalities  # the core still works
+for name, extra in (("JinaCLIPEmbeddings", "langchain"), ("JinaCLIPEmbedding", "llama-index")):
+    try:
+        getattr(j, name)
+    except ImportError as exc:
+        assert f'pip install "jinaclip-integrations[{extra}]"' in str(exc), str(exc)
+    else:
+        raise AssertionError(name + " imported without its framework")
+"""
+    )
+    result = run("-c", code)
+    assert result.returncode == 0, result.stderr
 
 
 def test_core_dependencies_only():
@@ -39,6 +77,9 @@ def test_core_dependencies_only():
     names = {dep.split(">")[0].split("=")[0].split("<")[0].strip().lower() for dep in project["dependencies"]}
     assert names == CORE
     assert project["version"] == jinaclip_integrations.__version__
+    extras = project["optional-dependencies"]
+    assert {"langchain", "llama-index", "test"} <= set(extras)
+    assert "jinaclip-integrations[langchain,llama-index]" in extras["test"]
 
 
 def test_readme_main_job_runs():

@@ -3,6 +3,6 @@
 Importing this package imports torch; ``jinaclip_integrations`` itself does not.
 """
 
-from .engine import JinaCLIPEngine
+from .engine import JinaCLIPEngine, shared_engine
 
-__all__ = ["JinaCLIPEngine"]
+__all__ = ["JinaCLIPEngine", "shared_engine"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import operator
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -348,3 +350,35 @@ class JinaCLIPEngine:
             f"{type(self).__name__}({self._model_name()!r}, device={str(self.device)!r}, "
             f"dtype={self.dtype}, embedding_dim={self.embedding_dim})"
         )
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[str, str, torch.dtype], JinaCLIPEngine] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(
+    name_or_path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    show_progress: bool | None = None,
+) -> JinaCLIPEngine:
+    """The process-wide engine for this model, device and dtype, loaded on first use.
+
+    Adapters (LangChain, LlamaIndex, Qdrant, the server) get their engine here, so two of them
+    built with the same model share one copy of the weights. An engine lives as long as
+    something holds it; a folder and the same folder by another path are one model.
+    """
+    device_ = resolve_device(device)
+    dtype_ = resolve_dtype(dtype, device_)
+    folder = Path(name_or_path).expanduser()
+    name = str(folder.resolve()) if folder.is_dir() else str(name_or_path)
+    key = (name, str(device_), dtype_)
+    with _SHARED_LOCK:
+        engine = _SHARED.get(key)
+        if engine is None:
+            engine = JinaCLIPEngine.from_pretrained(
+                name_or_path, device=device_, dtype=dtype_, show_progress=show_progress
+            )
+            _SHARED[key] = engine
+    return engine

@@ -1,8 +1,8 @@
 """Image inputs: anything a user may hold -> RGB PIL image -> normalized pixel tensor.
 
-Accepted: a PIL image, a path (``str`` or ``os.PathLike``), raw bytes, a binary file object, a
-base64 string, a ``data:`` URI, an http(s) URL, or an ``H x W x C`` (or ``H x W``) uint8 numpy
-array. Every failure raises :class:`~jinaclip_integrations.errors.InputError` naming the
+Accepted: a PIL image, a path (``str``, ``os.PathLike`` or a ``file://`` URI), raw bytes, a
+binary file object, a base64 string, a ``data:`` URI, an http(s) URL, or an ``H x W x C`` (or
+``H x W``) uint8 numpy array. Every failure raises :class:`~jinaclip_integrations.errors.InputError` naming the
 item's index and the reason; nothing from PIL, urllib or numpy escapes.
 
 Preprocessing reproduces the reference's (torchvision ``Resize``/``CenterCrop``/``ToTensor``/
@@ -27,6 +27,7 @@ import stat
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -109,6 +110,7 @@ def _fetch_url(url: str, index: int) -> bytes:
                     raise _bad(index, f"{url} took longer than {URL_TIMEOUT_S:g} s")
                 chunks.append(chunk)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
         raise _bad(index, f"HTTP {exc.code} fetching {url}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         raise _bad(index, f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from None
@@ -140,6 +142,11 @@ def _from_string(item: str, index: int, max_pixels: int | None) -> Image.Image:
         return _open_bytes(_decode_base64(payload, index, "data URI"), index, max_pixels, "data URI")
     if item.startswith(("http://", "https://")):
         return _open_bytes(_fetch_url(item, index), index, max_pixels, item)
+    if item.startswith("file://"):
+        parsed = urllib.parse.urlsplit(item)
+        if parsed.netloc not in ("", "localhost"):
+            raise _bad(index, f"file URI on another host is not supported: {item!r}")
+        return _from_path(urllib.request.url2pathname(parsed.path), index, max_pixels)
     if os.path.lexists(item):
         return _from_path(item, index, max_pixels)
     if len(item) >= _MIN_BASE64_CHARS and _BASE64.fullmatch(item):

@@ -1,0 +1,293 @@
+"""LangChain integration: jina-clip embeddings for texts and images, and Qdrant with images.
+
+- :class:`JinaCLIPEmbeddings` is a LangChain ``Embeddings``; besides ``embed_documents`` and
+  ``embed_query`` it has ``embed_image(uris)`` (the method vector stores such as Chroma and
+  LanceDB call in ``add_images``), with real async variants that run in a worker thread.
+- :class:`MultimodalQdrantVectorStore` is ``langchain_qdrant.QdrantVectorStore`` plus
+  ``add_images`` and ``similarity_search_by_image``: images become documents whose vector is
+  the image's, so an ordinary ``similarity_search("a red car")`` finds photos.
+- :class:`LangChainCrossModalRetriever` searches the text and image sides of such a store and
+  merges them into one ranking (:mod:`jinaclip_integrations.fusion`).
+
+Needs the ``langchain`` extra: ``pip install "jinaclip-integrations[langchain]"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+try:
+    from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_qdrant import QdrantVectorStore, RetrievalMode
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
+    from qdrant_client import models
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
+    raise ImportError(
+        'jinaclip_integrations.langchain needs LangChain: pip install "jinaclip-integrations[langchain]"'
+    ) from exc
+
+from .engine import JinaCLIPEngine, shared_engine
+from .fusion import fuse_modalities
+
+__all__ = ["JinaCLIPEmbeddings", "LangChainCrossModalRetriever", "MultimodalQdrantVectorStore"]
+
+DEFAULT_MODEL = "jinaai/jina-clip-v2"
+#: Metadata that :meth:`MultimodalQdrantVectorStore.add_images` writes on every image document.
+MODALITY_KEY = "modality"
+SOURCE_KEY = "source"
+
+
+def _env_default(name: str, default: str | None = None):
+    return lambda: os.environ.get(name, default)
+
+
+class JinaCLIPEmbeddings(BaseModel, Embeddings):
+    """jina-clip text and image embeddings, computed locally (GPU when there is one).
+
+    Example:
+        .. code-block:: python
+
+            from jinaclip_integrations.langchain import JinaCLIPEmbeddings
+
+            embeddings = JinaCLIPEmbeddings(model_name="jinaai/jina-clip-v2", dimensions=512)
+            doc_vectors = embeddings.embed_documents(["Ein Foto einer Katze"])
+            query_vector = embeddings.embed_query("cat on a sofa")
+            image_vectors = embeddings.embed_image(uris=["cat.jpg", "https://example.com/dog.png"])
+
+    Adapters built with the same ``model_name``, ``device`` and ``dtype`` share one engine
+    (one copy of the weights), LlamaIndex ones included. ``model_name``, ``device`` and
+    ``dtype`` default to the environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and
+    ``JINACLIP_DTYPE`` when set.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
+
+    model_name: str = Field(default_factory=_env_default("JINACLIP_MODEL", DEFAULT_MODEL))
+    """Hugging Face hub name or local checkpoint folder."""
+    device: str | None = Field(default_factory=_env_default("JINACLIP_DEVICE"))
+    """Torch device; CUDA when available, else CPU."""
+    dtype: str | None = Field(default_factory=_env_default("JINACLIP_DTYPE"))
+    """``float32``, ``bfloat16`` or ``float16``; bf16 on CUDA, fp32 on CPU by default."""
+    dimensions: int | None = None
+    """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes)."""
+    batch_size: int = Field(default=32, gt=0)
+    """Texts or images per forward pass."""
+    query_task: str | None = "retrieval.query"
+    """Task instruction for queries; ignored (set to None) for a model without tasks."""
+    document_task: str | None = None
+    """Task instruction for documents (None: no instruction, as the model expects)."""
+    normalize: bool = True
+    """L2-normalize the vectors (cosine similarity = dot product)."""
+    show_progress: bool = False
+    """Draw a progress bar while embedding."""
+    engine: JinaCLIPEngine | None = Field(default=None, exclude=True, repr=False)
+    """An already loaded engine to use instead of loading ``model_name``."""
+
+    @model_validator(mode="after")
+    def _load(self) -> JinaCLIPEmbeddings:
+        if self.engine is None:
+            self.engine = shared_engine(self.model_name, device=self.device, dtype=self.dtype)
+        tasks = self.engine.tasks
+        if not tasks:  # e.g. jina-clip-v1: the model takes no instructions at all
+            self.query_task = self.document_task = None
+        for name in ("query_task", "document_task"):
+            task = getattr(self, name)
+            if task is not None and task not in tasks:
+                raise ValueError(
+                    f"{name} {task!r} is not a task of {self.model_name}; choose one of {list(tasks)} or None"
+                )
+        if self.dimensions is not None and self.dimensions not in self.engine.matryoshka_dims:
+            raise ValueError(
+                f"dimensions {self.dimensions} is not supported by {self.model_name}; "
+                f"choose one of {list(self.engine.matryoshka_dims)} or None"
+            )
+        return self
+
+    def _texts(self, texts: list[str], task: str | None) -> list[list[float]]:
+        vectors = self.engine.encode_text(
+            texts,
+            task=task,
+            truncate_dim=self.dimensions,
+            normalize=self.normalize,
+            batch_size=self.batch_size,
+            show_progress=self.show_progress,
+        )
+        return vectors.tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents (passages) to be searched."""
+        return self._texts(list(texts), self.document_task)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query (with the query task instruction)."""
+        return self._texts([text], self.query_task)[0]
+
+    def embed_image(self, uris: Sequence[Any]) -> list[list[float]]:
+        """Embed images: paths, ``file://`` or http(s) URLs, data URIs, base64 strings, bytes,
+        PIL images or uint8 arrays. Raises ``InputError`` naming the index of a bad one."""
+        vectors = self.engine.encode_image(
+            list(uris),
+            truncate_dim=self.dimensions,
+            normalize=self.normalize,
+            batch_size=self.batch_size,
+            show_progress=self.show_progress,
+        )
+        return vectors.tolist()
+
+    embed_images = embed_image  # the plural name some LangChain integrations use
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query, text)
+
+    async def aembed_image(self, uris: Sequence[Any]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_image, uris)
+
+    aembed_images = aembed_image
+
+
+def _image_condition(metadata_payload_key: str) -> models.FieldCondition:
+    return models.FieldCondition(key=f"{metadata_payload_key}.{MODALITY_KEY}", match=models.MatchValue(value="image"))
+
+
+class MultimodalQdrantVectorStore(QdrantVectorStore):
+    """``QdrantVectorStore`` that also stores images.
+
+    An image becomes a document whose vector is the image's embedding, whose ``page_content``
+    is its source (path, URL or data URI) and whose metadata holds ``source`` and
+    ``modality: "image"``. Texts and images share the collection and the vector, so
+    ``similarity_search`` with text finds images and :meth:`similarity_search_by_image` finds
+    texts. The ``embedding`` must have ``embed_image`` (e.g. :class:`JinaCLIPEmbeddings`).
+
+    Example:
+        .. code-block:: python
+
+            store = MultimodalQdrantVectorStore.from_texts(
+                ["A red bicycle leaning on a wall"], JinaCLIPEmbeddings(), path="./qdrant", collection_name="docs"
+            )
+            store.add_images(["bike.jpg"], metadatas=[{"page": 3}])
+            store.similarity_search("bicycle", k=2)
+            store.similarity_search_by_image("other_bike.jpg", k=2)
+    """
+
+    def _embed_images(self, uris: list[Any]) -> list[list[float]]:
+        embeddings = self._require_embeddings("image search")
+        if not hasattr(embeddings, "embed_image"):
+            raise ValueError("The embedding function must support image embedding.")
+        return embeddings.embed_image(uris=uris)
+
+    def add_images(
+        self,
+        uris: Iterable[str | os.PathLike],
+        metadatas: list[dict] | None = None,
+        ids: Sequence[str | int] | None = None,
+        batch_size: int = 64,
+        **kwargs: Any,
+    ) -> list[str | int]:
+        """Embed images and add them as documents; returns their ids (new UUIDs unless given).
+
+        ``kwargs`` go to ``QdrantClient.upsert``. A bad image raises ``InputError`` before
+        anything of its batch is stored.
+        """
+        if self.retrieval_mode != RetrievalMode.DENSE:
+            raise ValueError(f"add_images needs retrieval_mode=DENSE, not {self.retrieval_mode}")
+        sources = [os.fspath(uri) for uri in uris]
+        for name, given in (("metadatas", metadatas), ("ids", ids)):
+            if given is not None and len(given) != len(sources):
+                raise ValueError(f"{name} has {len(given)} entries for {len(sources)} images")
+        point_ids = list(ids) if ids is not None else [uuid.uuid4().hex for _ in sources]
+        payload_metadata = [
+            {**((metadatas or [{}] * len(sources))[i] or {}), SOURCE_KEY: source, MODALITY_KEY: "image"}
+            for i, source in enumerate(sources)
+        ]
+        for start in range(0, len(sources), batch_size):
+            batch = slice(start, start + batch_size)
+            vectors = self._embed_images(sources[batch])
+            payloads = self._build_payloads(
+                sources[batch], payload_metadata[batch], self.content_payload_key, self.metadata_payload_key
+            )
+            points = [
+                models.PointStruct(id=point_id, vector={self.vector_name: vector}, payload=payload)
+                for point_id, vector, payload in zip(point_ids[batch], vectors, payloads, strict=True)
+            ]
+            self.client.upsert(collection_name=self.collection_name, points=points, **kwargs)
+        return point_ids
+
+    def similarity_search_by_image_with_score(
+        self, uri: Any, k: int = 4, filter: models.Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Documents (texts and images) most similar to an image, with their scores."""
+        vector = self._embed_images([uri])[0]
+        return self.similarity_search_with_score_by_vector(vector, k=k, filter=filter, **kwargs)
+
+    def similarity_search_by_image(
+        self, uri: Any, k: int = 4, filter: models.Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Documents (texts and images) most similar to an image."""
+        return [doc for doc, _ in self.similarity_search_by_image_with_score(uri, k=k, filter=filter, **kwargs)]
+
+    def modality_filter(self, modality: Literal["text", "image"], base: models.Filter | None = None) -> models.Filter:
+        """A filter keeping one side of the store (``base``, if given, must hold as well)."""
+        condition = _image_condition(self.metadata_payload_key)
+        side = models.Filter(must=[condition]) if modality == "image" else models.Filter(must_not=[condition])
+        return side if base is None else models.Filter(must=[side, base])
+
+
+class LangChainCrossModalRetriever(BaseRetriever):
+    """Search the text side and the image side of a :class:`MultimodalQdrantVectorStore` with
+    one query and merge both into one ranking.
+
+    Each side returns ``fetch_k`` candidates; :func:`jinaclip_integrations.fusion.fuse_modalities`
+    standardizes each side's scores, weights images by ``image_weight`` and keeps the ``k``
+    best. Every returned document's metadata gets ``score`` (the raw similarity),
+    ``fused_score`` and ``modality``. With ``query_modality="image"`` the query string is an image (path, URL,
+    data URI or base64) and the same ranking holds texts and images similar to that image.
+
+    Example:
+        .. code-block:: python
+
+            retriever = LangChainCrossModalRetriever(vectorstore=store, k=5, image_weight=1.5)
+            retriever.invoke("sunset over the harbour")
+    """
+
+    vectorstore: MultimodalQdrantVectorStore
+    k: int = Field(default=4, gt=0)
+    fetch_k: int = Field(default=20, gt=0)
+    image_weight: float = Field(default=1.0, ge=0)
+    query_modality: Literal["text", "image"] = "text"
+    filter: models.Filter | None = None
+    """An extra Qdrant filter both sides must satisfy."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        store = self.vectorstore
+        if self.query_modality == "image":
+            vector = store._embed_images([query])[0]
+        else:
+            vector = store._require_embeddings("text search").embed_query(query)
+        sides = [
+            store.similarity_search_with_score_by_vector(
+                vector, k=self.fetch_k, filter=store.modality_filter(m, self.filter)
+            )  # fmt: skip
+            for m in ("text", "image")
+        ]
+        hits = fuse_modalities(*sides, k=self.k, image_weight=self.image_weight)
+        for hit in hits:
+            hit.item.metadata.setdefault(MODALITY_KEY, hit.modality)
+            hit.item.metadata.update(score=hit.score, fused_score=hit.fused_score)
+        return [hit.item for hit in hits]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return await asyncio.to_thread(self._get_relevant_documents, query, run_manager=run_manager.get_sync())

@@ -1,0 +1,234 @@
+"""LlamaIndex integration: a ``MultiModalEmbedding`` and a cross-modal retriever.
+
+- :class:`JinaCLIPEmbedding` embeds texts, queries and images (file paths, URLs, bytes,
+  ``BytesIO`` and base64, as image nodes carry them) for ``MultiModalVectorStoreIndex`` and
+  any other LlamaIndex component; pass it as both ``embed_model`` and ``image_embed_model``.
+- :class:`LlamaIndexCrossModalRetriever` queries the text and the image store of a
+  ``MultiModalVectorStoreIndex`` with one query (a text or an image) and merges both into one
+  ranking (:mod:`jinaclip_integrations.fusion`).
+
+Needs the ``llama-index`` extra: ``pip install "jinaclip-integrations[llama-index]"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+try:
+    from llama_index.core.base.base_retriever import BaseRetriever
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.callbacks import CallbackManager
+    from llama_index.core.embeddings import MultiModalEmbedding
+    from llama_index.core.indices import MultiModalVectorStoreIndex
+    from llama_index.core.schema import ImageType, NodeWithScore, QueryBundle
+    from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilters, VectorStoreQuery
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
+    raise ImportError(
+        'jinaclip_integrations.llama_index needs LlamaIndex: pip install "jinaclip-integrations[llama-index]"'
+    ) from exc
+
+from .engine import JinaCLIPEngine, shared_engine
+from .fusion import fuse_modalities
+
+__all__ = ["JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever"]
+
+DEFAULT_MODEL = "jinaai/jina-clip-v2"
+
+
+class JinaCLIPEmbedding(MultiModalEmbedding):
+    """jina-clip text and image embeddings for LlamaIndex, computed locally.
+
+    Example:
+        .. code-block:: python
+
+            from jinaclip_integrations.llama_index import JinaCLIPEmbedding
+
+            embed_model = JinaCLIPEmbedding(model_name="jinaai/jina-clip-v2", dimensions=512)
+            index = MultiModalVectorStoreIndex.from_documents(
+                documents, storage_context=storage_context, embed_model=embed_model, image_embed_model=embed_model
+            )
+
+    Adapters built with the same ``model_name``, ``device`` and ``dtype`` share one engine
+    (LangChain ones included). ``model_name``, ``device`` and ``dtype`` default to the
+    environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and ``JINACLIP_DTYPE``.
+    """
+
+    model_name: str = Field(
+        default_factory=lambda: os.environ.get("JINACLIP_MODEL", DEFAULT_MODEL),
+        description="Hugging Face hub name or local checkpoint folder.",
+    )
+    embed_batch_size: int = Field(default=32, gt=0, le=2048, description="Texts or images per forward pass.")
+    device: str | None = Field(
+        default_factory=lambda: os.environ.get("JINACLIP_DEVICE"),
+        description="Torch device (default: CUDA if available).",
+    )
+    dtype: str | None = Field(
+        default_factory=lambda: os.environ.get("JINACLIP_DTYPE"),
+        description="float32, bfloat16 or float16 (default: bf16 on CUDA, fp32 on CPU).",
+    )
+    dimensions: int | None = Field(default=None, description="Matryoshka truncation (one of the model's sizes).")
+    query_task: str | None = Field(
+        default="retrieval.query", description="Task instruction for queries (None for a model without tasks)."
+    )
+    document_task: str | None = Field(default=None, description="Task instruction for texts being indexed.")
+    normalize: bool = Field(default=True, description="L2-normalize the vectors.")
+
+    _engine: JinaCLIPEngine = PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        engine: JinaCLIPEngine | None = None,
+        callback_manager: CallbackManager | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(callback_manager=callback_manager, **kwargs)
+        self._engine = engine or shared_engine(self.model_name, device=self.device, dtype=self.dtype)
+        tasks = self._engine.tasks
+        if not tasks:  # e.g. jina-clip-v1: the model takes no instructions at all
+            self.query_task = self.document_task = None
+        for name in ("query_task", "document_task"):
+            task = getattr(self, name)
+            if task is not None and task not in tasks:
+                raise ValueError(
+                    f"{name} {task!r} is not a task of {self.model_name}; choose one of {list(tasks)} or None"
+                )
+        if self.dimensions is not None and self.dimensions not in self._engine.matryoshka_dims:
+            raise ValueError(
+                f"dimensions {self.dimensions} is not supported by {self.model_name}; "
+                f"choose one of {list(self._engine.matryoshka_dims)} or None"
+            )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "JinaCLIPEmbedding"
+
+    @property
+    def engine(self) -> JinaCLIPEngine:
+        """The shared engine doing the work."""
+        return self._engine
+
+    def _texts(self, texts: list[str], task: str | None) -> list[list[float]]:
+        vectors = self._engine.encode_text(
+            texts,
+            task=task,
+            truncate_dim=self.dimensions,
+            normalize=self.normalize,
+            batch_size=self.embed_batch_size,
+            show_progress=False,  # LlamaIndex draws its own bar (show_progress=True on batch calls)
+        )
+        return vectors.tolist()
+
+    def _images(self, images: list[ImageType]) -> list[list[float]]:
+        vectors = self._engine.encode_image(
+            images,
+            truncate_dim=self.dimensions,
+            normalize=self.normalize,
+            batch_size=self.embed_batch_size,
+            show_progress=False,
+        )
+        return vectors.tolist()
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._texts([query], self.query_task)[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._texts([text], self.document_task)[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._texts(texts, self.document_task)
+
+    def _get_image_embedding(self, img_file_path: ImageType) -> list[float]:
+        return self._images([img_file_path])[0]
+
+    def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
+        return self._images(img_file_paths)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+    async def _aget_image_embedding(self, img_file_path: ImageType) -> list[float]:
+        return await asyncio.to_thread(self._get_image_embedding, img_file_path)
+
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
+        return await asyncio.to_thread(self._get_image_embeddings, img_file_paths)
+
+
+class LlamaIndexCrossModalRetriever(BaseRetriever):
+    """Query the text store and the image store of a ``MultiModalVectorStoreIndex`` with one
+    query vector and merge both into one ranking.
+
+    A text query (a string) is embedded with the index's ``image_embed_model`` query side; an
+    image query (``QueryBundle(query_str="", image_path=...)``, a path or URL) with its image
+    side, so an image finds passages as well as images. Each side returns ``fetch_k``
+    candidates; :func:`jinaclip_integrations.fusion.fuse_modalities` standardizes each side's
+    scores, weights images by ``image_weight`` and keeps the ``k`` best; a node's score is its
+    fused score. Image results are ``ImageNode``s. A query bundle that already carries an
+    ``embedding`` is searched with it as is.
+
+    Example:
+        .. code-block:: python
+
+            retriever = LlamaIndexCrossModalRetriever(index, k=5, image_weight=1.5)
+            retriever.retrieve("sunset over the harbour")
+            retriever.retrieve(QueryBundle(query_str="", image_path="harbour.jpg"))
+    """
+
+    def __init__(
+        self,
+        index: MultiModalVectorStoreIndex,
+        *,
+        k: int = 4,
+        fetch_k: int = 20,
+        image_weight: float = 1.0,
+        filters: MetadataFilters | None = None,
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        if k < 1 or fetch_k < 1:
+            raise ValueError(f"k and fetch_k must be at least 1, got k={k}, fetch_k={fetch_k}")
+        self._index = index
+        self._k = k
+        self._fetch_k = fetch_k
+        self._image_weight = image_weight
+        self._filters = filters
+        super().__init__(callback_manager=callback_manager)
+
+    def _query_vector(self, query: QueryBundle) -> list[float]:
+        model = self._index.image_embed_model
+        if query.embedding is not None:
+            return query.embedding
+        if query.image_path and not query.query_str:
+            return model.get_image_embedding(query.image_path)
+        return model.get_agg_embedding_from_queries(query.embedding_strs)
+
+    def _search(
+        self, store: BasePydanticVectorStore | None, empty: bool, vector: list[float]
+    ) -> list[tuple[Any, float]]:
+        if store is None or empty:
+            return []
+        query = VectorStoreQuery(query_embedding=vector, similarity_top_k=self._fetch_k, filters=self._filters)
+        result = store.query(query)
+        nodes = result.nodes
+        if nodes is None:  # a store that keeps only ids: the nodes live in the docstore
+            nodes_dict = self._index.index_struct.nodes_dict
+            nodes = self._index.docstore.get_nodes([nodes_dict[i] for i in result.ids or []])
+        return list(zip(nodes, result.similarities or [0.0] * len(nodes), strict=True))
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        vector = self._query_vector(query_bundle)
+        index = self._index
+        texts = self._search(index.vector_store, index.is_text_vector_store_empty, vector)
+        images = self._search(index.image_vector_store, index.is_image_vector_store_empty, vector)
+        hits = fuse_modalities(texts, images, k=self._k, image_weight=self._image_weight)
+        return [NodeWithScore(node=hit.item, score=hit.fused_score) for hit in hits]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return await asyncio.to_thread(self._retrieve, query_bundle)
