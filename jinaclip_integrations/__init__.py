@@ -1,7 +1,10 @@
 """Run the jina-clip multimodal embedding models locally and plug them into RAG tools.
 
-Public names are imported lazily: ``import jinaclip_integrations`` is cheap, and torch is
-imported only when the engine is first used.
+Public names are imported lazily: ``import jinaclip_integrations`` is cheap, torch is imported
+when the engine is first used, and each framework integration when its names are first used.
+The integration names are left out of ``__all__`` so that ``from jinaclip_integrations import *``
+works without the optional extras; importing one without its extra raises an ``ImportError``
+that says what to install.
 """
 
 from __future__ import annotations
@@ -14,18 +17,23 @@ from .errors import CheckpointError, InputError, JinaCLIPError
 if TYPE_CHECKING:
     from .engine import JinaCLIPEngine, shared_engine
     from .fusion import FusedHit, fuse_modalities
-    from .langchain import JinaCLIPEmbeddings, LangChainCrossModalRetriever, MultimodalQdrantVectorStore
-    from .llama_index import JinaCLIPEmbedding, LlamaIndexCrossModalRetriever
+    from .langchain import JinaCLIPEmbeddings as JinaCLIPEmbeddings
+    from .langchain import LangChainCrossModalRetriever as LangChainCrossModalRetriever
+    from .langchain import MultimodalQdrantVectorStore as MultimodalQdrantVectorStore
+    from .llama_index import JinaCLIPEmbedding as JinaCLIPEmbedding
+    from .llama_index import LlamaIndexCrossModalRetriever as LlamaIndexCrossModalRetriever
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it (imported on first access: each integration's module
-#: imports its framework, which is an optional extra)
-_LAZY = {
+#: public name -> module that defines it, imported on first access
+_CORE = {
     "JinaCLIPEngine": ".engine",
     "shared_engine": ".engine",
     "FusedHit": ".fusion",
     "fuse_modalities": ".fusion",
+}
+#: names whose module imports an optional framework (extras "langchain" and "llama-index")
+_INTEGRATIONS = {
     "JinaCLIPEmbeddings": ".langchain",
     "LangChainCrossModalRetriever": ".langchain",
     "MultimodalQdrantVectorStore": ".langchain",
@@ -37,13 +45,8 @@ __all__ = [
     "CheckpointError",
     "FusedHit",
     "InputError",
-    "JinaCLIPEmbedding",
-    "JinaCLIPEmbeddings",
     "JinaCLIPEngine",
     "JinaCLIPError",
-    "LangChainCrossModalRetriever",
-    "LlamaIndexCrossModalRetriever",
-    "MultimodalQdrantVectorStore",
     "__version__",
     "fuse_modalities",
     "shared_engine",
@@ -51,12 +54,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _CORE.get(name) or _INTEGRATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_INTEGRATIONS])

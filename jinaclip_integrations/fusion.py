@@ -11,8 +11,11 @@ text before any image. :func:`fuse_modalities` makes the two sides comparable fi
 4. the union is sorted by ``fused`` (ties: higher raw score first, then texts first) and cut to ``k``.
 
 ``image_weight = 1`` gives both sides equal footing, ``> 1`` favours images, ``0`` puts every
-image after every text. The standardization is relative to the candidates, so fetch more than
-``k`` per side (e.g. 20) for stable statistics. Used by the LangChain and LlamaIndex retrievers.
+image after every text. The standardization is relative to the candidates: each side's best
+candidate scores high even when it matches poorly (a side with a single candidate gets 0.5),
+so fetch more than ``k`` per side (e.g. 20) for stable statistics, and drop poor candidates by
+their raw score first where absolute relevance matters (the retrievers' ``min_score``). Used by
+the LangChain and LlamaIndex retrievers.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ class FusedHit(Generic[T]):
     modality: str
     score: float
     fused_score: float
+
+
+def check_image_weight(image_weight: float) -> float:
+    """``image_weight`` if it is a finite number >= 0, else a ValueError."""
+    if not (image_weight >= 0 and math.isfinite(image_weight)):
+        raise ValueError(f"image_weight must be a finite number >= 0, got {image_weight}")
+    return float(image_weight)
 
 
 def _calibrated(scores: Sequence[float]) -> list[float]:
@@ -56,8 +66,7 @@ def fuse_modalities(
     the ``k`` best :class:`FusedHit` by the rule in this module's docstring."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    if not (image_weight >= 0 and math.isfinite(image_weight)):
-        raise ValueError(f"image_weight must be a finite number >= 0, got {image_weight}")
+    check_image_weight(image_weight)
     fused = []
     for modality, hits, weight in (("text", text_hits, 1.0), ("image", image_hits, image_weight)):
         for (item, score), p in zip(hits, _calibrated([s for _, s in hits]), strict=True):

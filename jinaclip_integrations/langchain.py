@@ -33,13 +33,17 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.langchain needs LangChain: pip install "jinaclip-integrations[langchain]"'
     ) from exc
 
-from .engine import JinaCLIPEngine, shared_engine
+from ._adapter import DEFAULT_QUERY_TASK, resolve_adapter
+from .engine import JinaCLIPEngine
 from .fusion import fuse_modalities
 
 __all__ = ["JinaCLIPEmbeddings", "LangChainCrossModalRetriever", "MultimodalQdrantVectorStore"]
 
 DEFAULT_MODEL = "jinaai/jina-clip-v2"
-#: Metadata that :meth:`MultimodalQdrantVectorStore.add_images` writes on every image document.
+#: Reserved metadata: :meth:`MultimodalQdrantVectorStore.add_images` sets ``modality: "image"``
+#: on every image document (any document whose metadata says so counts as an image) and a
+#: ``source`` unless one is given; the retriever sets ``modality``, ``score`` and ``fused_score``
+#: on what it returns.
 MODALITY_KEY = "modality"
 SOURCE_KEY = "source"
 
@@ -64,7 +68,7 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
     Adapters built with the same ``model_name``, ``device`` and ``dtype`` share one engine
     (one copy of the weights), LlamaIndex ones included. ``model_name``, ``device`` and
     ``dtype`` default to the environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and
-    ``JINACLIP_DTYPE`` when set.
+    ``JINACLIP_DTYPE`` when set; after construction they describe the engine in use.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
@@ -79,8 +83,8 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
     """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes)."""
     batch_size: int = Field(default=32, gt=0)
     """Texts or images per forward pass."""
-    query_task: str | None = "retrieval.query"
-    """Task instruction for queries; ignored (set to None) for a model without tasks."""
+    query_task: str | None = DEFAULT_QUERY_TASK
+    """Task instruction for queries; by default none on a model without tasks (jina-clip-v1)."""
     document_task: str | None = None
     """Task instruction for documents (None: no instruction, as the model expects)."""
     normalize: bool = True
@@ -92,25 +96,22 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
 
     @model_validator(mode="after")
     def _load(self) -> JinaCLIPEmbeddings:
-        if self.engine is None:
-            self.engine = shared_engine(self.model_name, device=self.device, dtype=self.dtype)
-        tasks = self.engine.tasks
-        if not tasks:  # e.g. jina-clip-v1: the model takes no instructions at all
-            self.query_task = self.document_task = None
-        for name in ("query_task", "document_task"):
-            task = getattr(self, name)
-            if task is not None and task not in tasks:
-                raise ValueError(
-                    f"{name} {task!r} is not a task of {self.model_name}; choose one of {list(tasks)} or None"
-                )
-        if self.dimensions is not None and self.dimensions not in self.engine.matryoshka_dims:
-            raise ValueError(
-                f"dimensions {self.dimensions} is not supported by {self.model_name}; "
-                f"choose one of {list(self.engine.matryoshka_dims)} or None"
-            )
+        settings = resolve_adapter(
+            engine=self.engine,
+            model_name=self.model_name,
+            device=self.device,
+            dtype=self.dtype,
+            query_task=self.query_task,
+            document_task=self.document_task,
+            dimensions=self.dimensions,
+            explicit=self.model_fields_set,
+        )
+        self.engine = settings.engine
+        self.model_name, self.device, self.dtype = settings.model_name, settings.device, settings.dtype
+        self.query_task, self.document_task = settings.query_task, settings.document_task
         return self
 
-    def _texts(self, texts: list[str], task: str | None) -> list[list[float]]:
+    def _texts(self, texts: Sequence[str], task: str | None) -> list[list[float]]:
         vectors = self.engine.encode_text(
             texts,
             task=task,
@@ -123,17 +124,18 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (passages) to be searched."""
-        return self._texts(list(texts), self.document_task)
+        return self._texts(texts, self.document_task)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query (with the query task instruction)."""
         return self._texts([text], self.query_task)[0]
 
     def embed_image(self, uris: Sequence[Any]) -> list[list[float]]:
-        """Embed images: paths, ``file://`` or http(s) URLs, data URIs, base64 strings, bytes,
-        PIL images or uint8 arrays. Raises ``InputError`` naming the index of a bad one."""
+        """Embed a list of images: paths, ``file://`` or http(s) URLs, data URIs, base64
+        strings, bytes, PIL images or uint8 arrays. Raises ``InputError`` naming the index of
+        a bad one, and ``TypeError`` for a single image that is not in a list."""
         vectors = self.engine.encode_image(
-            list(uris),
+            uris,
             truncate_dim=self.dimensions,
             normalize=self.normalize,
             batch_size=self.batch_size,
@@ -141,7 +143,7 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
         )
         return vectors.tolist()
 
-    embed_images = embed_image  # the plural name some LangChain integrations use
+    embed_images = embed_image  # the plural name of langchain-community's and Vertex AI's embeddings
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed_documents, texts)
@@ -153,10 +155,6 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
         return await asyncio.to_thread(self.embed_image, uris)
 
     aembed_images = aembed_image
-
-
-def _image_condition(metadata_payload_key: str) -> models.FieldCondition:
-    return models.FieldCondition(key=f"{metadata_payload_key}.{MODALITY_KEY}", match=models.MatchValue(value="image"))
 
 
 class MultimodalQdrantVectorStore(QdrantVectorStore):
@@ -195,29 +193,37 @@ class MultimodalQdrantVectorStore(QdrantVectorStore):
     ) -> list[str | int]:
         """Embed images and add them as documents; returns their ids (new UUIDs unless given).
 
-        ``kwargs`` go to ``QdrantClient.upsert``. A bad image raises ``InputError`` before
-        anything of its batch is stored.
+        ``uris`` are paths, ``file://`` or http(s) URLs or data URIs; each becomes the
+        document's ``page_content``. Every image is embedded before anything is stored, so a
+        bad one raises ``InputError`` (with its index in ``uris``) and stores nothing. Points
+        are then upserted ``batch_size`` at a time; ``kwargs`` go to ``QdrantClient.upsert``.
         """
         if self.retrieval_mode != RetrievalMode.DENSE:
             raise ValueError(f"add_images needs retrieval_mode=DENSE, not {self.retrieval_mode}")
-        sources = [os.fspath(uri) for uri in uris]
+        if isinstance(uris, (str, bytes)):
+            raise TypeError("uris must be a list of image paths or URLs; wrap a single one in a list")
+        sources = []
+        for i, uri in enumerate(uris):
+            if not isinstance(uri, (str, os.PathLike)):
+                raise TypeError(f"uris[{i}] must be a path or URL string, not {type(uri).__name__}")
+            sources.append(os.fspath(uri))
         for name, given in (("metadatas", metadatas), ("ids", ids)):
             if given is not None and len(given) != len(sources):
                 raise ValueError(f"{name} has {len(given)} entries for {len(sources)} images")
         point_ids = list(ids) if ids is not None else [uuid.uuid4().hex for _ in sources]
-        payload_metadata = [
-            {**((metadatas or [{}] * len(sources))[i] or {}), SOURCE_KEY: source, MODALITY_KEY: "image"}
-            for i, source in enumerate(sources)
+        metadata = [
+            {SOURCE_KEY: source, **(extra or {}), MODALITY_KEY: "image"}
+            for source, extra in zip(sources, metadatas or [None] * len(sources), strict=True)
         ]
+        vectors = self._embed_images(sources)
         for start in range(0, len(sources), batch_size):
             batch = slice(start, start + batch_size)
-            vectors = self._embed_images(sources[batch])
             payloads = self._build_payloads(
-                sources[batch], payload_metadata[batch], self.content_payload_key, self.metadata_payload_key
+                sources[batch], metadata[batch], self.content_payload_key, self.metadata_payload_key
             )
             points = [
                 models.PointStruct(id=point_id, vector={self.vector_name: vector}, payload=payload)
-                for point_id, vector, payload in zip(point_ids[batch], vectors, payloads, strict=True)
+                for point_id, vector, payload in zip(point_ids[batch], vectors[batch], payloads, strict=True)
             ]
             self.client.upsert(collection_name=self.collection_name, points=points, **kwargs)
         return point_ids
@@ -237,7 +243,9 @@ class MultimodalQdrantVectorStore(QdrantVectorStore):
 
     def modality_filter(self, modality: Literal["text", "image"], base: models.Filter | None = None) -> models.Filter:
         """A filter keeping one side of the store (``base``, if given, must hold as well)."""
-        condition = _image_condition(self.metadata_payload_key)
+        condition = models.FieldCondition(
+            key=f"{self.metadata_payload_key}.{MODALITY_KEY}", match=models.MatchValue(value="image")
+        )
         side = models.Filter(must=[condition]) if modality == "image" else models.Filter(must_not=[condition])
         return side if base is None else models.Filter(must=[side, base])
 
@@ -246,11 +254,13 @@ class LangChainCrossModalRetriever(BaseRetriever):
     """Search the text side and the image side of a :class:`MultimodalQdrantVectorStore` with
     one query and merge both into one ranking.
 
-    Each side returns ``fetch_k`` candidates; :func:`jinaclip_integrations.fusion.fuse_modalities`
-    standardizes each side's scores, weights images by ``image_weight`` and keeps the ``k``
-    best. Every returned document's metadata gets ``score`` (the raw similarity),
-    ``fused_score`` and ``modality``. With ``query_modality="image"`` the query string is an image (path, URL,
-    data URI or base64) and the same ranking holds texts and images similar to that image.
+    Each side returns ``fetch_k`` candidates (at least ``k``) scoring at least ``min_score``;
+    :func:`jinaclip_integrations.fusion.fuse_modalities` standardizes each side's scores,
+    weights images by ``image_weight`` and keeps the ``k`` best. Every returned document's
+    metadata gets ``score`` (the raw similarity), ``fused_score`` and ``modality``. With
+    ``query_modality="image"`` the query string is an image (path, URL, data URI or base64)
+    and the same ranking holds texts and images similar to that image. ``invoke(query, k=...)``
+    (and ``fetch_k``, ``image_weight``, ``min_score``, ``filter``) override the fields per call.
 
     Example:
         .. code-block:: python
@@ -263,31 +273,43 @@ class LangChainCrossModalRetriever(BaseRetriever):
     k: int = Field(default=4, gt=0)
     fetch_k: int = Field(default=20, gt=0)
     image_weight: float = Field(default=1.0, ge=0)
+    min_score: float | None = None
+    """Candidates with a lower raw similarity are dropped before merging."""
     query_modality: Literal["text", "image"] = "text"
     filter: models.Filter | None = None
     """An extra Qdrant filter both sides must satisfy."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        options = {name: kwargs.pop(name, getattr(self, name)) for name in ("k", "fetch_k", "image_weight", "min_score", "filter")}  # fmt: skip
+        if kwargs:
+            raise TypeError(f"unexpected search options {sorted(kwargs)}; accepted: {sorted(options)}")
         store = self.vectorstore
         if self.query_modality == "image":
             vector = store._embed_images([query])[0]
         else:
             vector = store._require_embeddings("text search").embed_query(query)
+        k = options["k"]
         sides = [
             store.similarity_search_with_score_by_vector(
-                vector, k=self.fetch_k, filter=store.modality_filter(m, self.filter)
-            )  # fmt: skip
-            for m in ("text", "image")
+                vector,
+                k=max(options["fetch_k"], k),
+                filter=store.modality_filter(modality, options["filter"]),
+                score_threshold=options["min_score"],
+            )
+            for modality in ("text", "image")
         ]
-        hits = fuse_modalities(*sides, k=self.k, image_weight=self.image_weight)
+        hits = fuse_modalities(*sides, k=k, image_weight=options["image_weight"])
         for hit in hits:
-            hit.item.metadata.setdefault(MODALITY_KEY, hit.modality)
-            hit.item.metadata.update(score=hit.score, fused_score=hit.fused_score)
+            hit.item.metadata.update({MODALITY_KEY: hit.modality, "score": hit.score, "fused_score": hit.fused_score})
         return [hit.item for hit in hits]
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return await asyncio.to_thread(self._get_relevant_documents, query, run_manager=run_manager.get_sync())
+        return await asyncio.to_thread(
+            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), **kwargs
+        )

@@ -29,8 +29,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.llama_index needs LlamaIndex: pip install "jinaclip-integrations[llama-index]"'
     ) from exc
 
-from .engine import JinaCLIPEngine, shared_engine
-from .fusion import fuse_modalities
+from ._adapter import DEFAULT_QUERY_TASK, resolve_adapter
+from .engine import JinaCLIPEngine
+from .fusion import check_image_weight, fuse_modalities
 
 __all__ = ["JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever"]
 
@@ -52,7 +53,9 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
 
     Adapters built with the same ``model_name``, ``device`` and ``dtype`` share one engine
     (LangChain ones included). ``model_name``, ``device`` and ``dtype`` default to the
-    environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and ``JINACLIP_DTYPE``.
+    environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and ``JINACLIP_DTYPE``; after
+    construction they describe the engine in use (also when one is passed as ``engine=``), so
+    ``to_dict()``/``from_dict()`` round-trip to the same model.
     """
 
     model_name: str = Field(
@@ -70,7 +73,8 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
     )
     dimensions: int | None = Field(default=None, description="Matryoshka truncation (one of the model's sizes).")
     query_task: str | None = Field(
-        default="retrieval.query", description="Task instruction for queries (None for a model without tasks)."
+        default=DEFAULT_QUERY_TASK,
+        description="Task instruction for queries (by default none on a model without tasks, e.g. jina-clip-v1).",
     )
     document_task: str | None = Field(default=None, description="Task instruction for texts being indexed.")
     normalize: bool = Field(default=True, description="L2-normalize the vectors.")
@@ -85,21 +89,19 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
         **kwargs: Any,
     ) -> None:
         super().__init__(callback_manager=callback_manager, **kwargs)
-        self._engine = engine or shared_engine(self.model_name, device=self.device, dtype=self.dtype)
-        tasks = self._engine.tasks
-        if not tasks:  # e.g. jina-clip-v1: the model takes no instructions at all
-            self.query_task = self.document_task = None
-        for name in ("query_task", "document_task"):
-            task = getattr(self, name)
-            if task is not None and task not in tasks:
-                raise ValueError(
-                    f"{name} {task!r} is not a task of {self.model_name}; choose one of {list(tasks)} or None"
-                )
-        if self.dimensions is not None and self.dimensions not in self._engine.matryoshka_dims:
-            raise ValueError(
-                f"dimensions {self.dimensions} is not supported by {self.model_name}; "
-                f"choose one of {list(self._engine.matryoshka_dims)} or None"
-            )
+        settings = resolve_adapter(
+            engine=engine,
+            model_name=self.model_name,
+            device=self.device,
+            dtype=self.dtype,
+            query_task=self.query_task,
+            document_task=self.document_task,
+            dimensions=self.dimensions,
+            explicit=self.model_fields_set,
+        )
+        self._engine = settings.engine
+        self.model_name, self.device, self.dtype = settings.model_name, settings.device, settings.dtype
+        self.query_task, self.document_task = settings.query_task, settings.document_task
 
     @classmethod
     def class_name(cls) -> str:
@@ -166,13 +168,17 @@ class LlamaIndexCrossModalRetriever(BaseRetriever):
     """Query the text store and the image store of a ``MultiModalVectorStoreIndex`` with one
     query vector and merge both into one ranking.
 
-    A text query (a string) is embedded with the index's ``image_embed_model`` query side; an
-    image query (``QueryBundle(query_str="", image_path=...)``, a path or URL) with its image
-    side, so an image finds passages as well as images. Each side returns ``fetch_k``
-    candidates; :func:`jinaclip_integrations.fusion.fuse_modalities` standardizes each side's
-    scores, weights images by ``image_weight`` and keeps the ``k`` best; a node's score is its
-    fused score. Image results are ``ImageNode``s. A query bundle that already carries an
-    ``embedding`` is searched with it as is.
+    A text query (a string) is embedded with the query side of the index's
+    ``image_embed_model``; an image query (``QueryBundle(query_str="", image_path=...)``, a
+    path or URL) with its image side, so an image finds passages as well as images (a bundle
+    with both text and an image is searched by its text). A bundle that already carries an
+    ``embedding`` is searched with it as is. The index's text and image embed models must be
+    one model: the same vector searches both stores.
+
+    Each side returns ``fetch_k`` candidates (at least ``k``) scoring at least ``min_score``;
+    :func:`jinaclip_integrations.fusion.fuse_modalities` standardizes each side's scores,
+    weights images by ``image_weight`` and keeps the ``k`` best distinct nodes. A node's score
+    is its fused score; image results are ``ImageNode``s.
 
     Example:
         .. code-block:: python
@@ -189,15 +195,26 @@ class LlamaIndexCrossModalRetriever(BaseRetriever):
         k: int = 4,
         fetch_k: int = 20,
         image_weight: float = 1.0,
+        min_score: float | None = None,
         filters: MetadataFilters | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if k < 1 or fetch_k < 1:
             raise ValueError(f"k and fetch_k must be at least 1, got k={k}, fetch_k={fetch_k}")
+        text_model, image_model = getattr(index, "_embed_model", None), index.image_embed_model
+        same_space = text_model is image_model or getattr(text_model, "engine", None) is getattr(
+            image_model, "engine", False
+        )
+        if text_model is not None and not same_space:
+            raise ValueError(
+                "the index's embed_model and image_embed_model must be the same model (one vector space); "
+                f"got {type(text_model).__name__} and {type(image_model).__name__}"
+            )
         self._index = index
         self._k = k
-        self._fetch_k = fetch_k
-        self._image_weight = image_weight
+        self._fetch_k = max(fetch_k, k)
+        self._image_weight = check_image_weight(image_weight)
+        self._min_score = min_score
         self._filters = filters
         super().__init__(callback_manager=callback_manager)
 
@@ -210,25 +227,37 @@ class LlamaIndexCrossModalRetriever(BaseRetriever):
         return model.get_agg_embedding_from_queries(query.embedding_strs)
 
     def _search(
-        self, store: BasePydanticVectorStore | None, empty: bool, vector: list[float]
+        self, store: BasePydanticVectorStore | None, believed_empty: bool, vector: list[float]
     ) -> list[tuple[Any, float]]:
-        if store is None or empty:
+        """``(node, score)`` candidates of one store. The index's emptiness flags can be stale
+        (LlamaIndex sets them on an insert without nodes of that kind and never clears them),
+        so the store is always queried; a failure counts as "no results" only where the index
+        itself believes the store is empty (it may never have been created)."""
+        if store is None:
             return []
         query = VectorStoreQuery(query_embedding=vector, similarity_top_k=self._fetch_k, filters=self._filters)
-        result = store.query(query)
+        try:
+            result = store.query(query)
+        except Exception:
+            if believed_empty:
+                return []
+            raise
         nodes = result.nodes
         if nodes is None:  # a store that keeps only ids: the nodes live in the docstore
             nodes_dict = self._index.index_struct.nodes_dict
             nodes = self._index.docstore.get_nodes([nodes_dict[i] for i in result.ids or []])
-        return list(zip(nodes, result.similarities or [0.0] * len(nodes), strict=True))
+        hits = zip(nodes, result.similarities or [0.0] * len(nodes), strict=True)
+        return [(node, score) for node, score in hits if self._min_score is None or score >= self._min_score]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         vector = self._query_vector(query_bundle)
         index = self._index
         texts = self._search(index.vector_store, index.is_text_vector_store_empty, vector)
         images = self._search(index.image_vector_store, index.is_image_vector_store_empty, vector)
-        hits = fuse_modalities(texts, images, k=self._k, image_weight=self._image_weight)
-        return [NodeWithScore(node=hit.item, score=hit.fused_score) for hit in hits]
+        results: dict[str, NodeWithScore] = {}  # an image node with text is in both stores: keep its best
+        for hit in fuse_modalities(texts, images, k=len(texts) + len(images) or 1, image_weight=self._image_weight):
+            results.setdefault(hit.item.node_id, NodeWithScore(node=hit.item, score=hit.fused_score))
+        return list(results.values())[: self._k]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)

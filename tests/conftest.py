@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +25,23 @@ def golden_v2_folders() -> list[Path]:
             if config.get("text_config", {}).get("hf_model_name_or_path") == "jinaai/jina-embeddings-v3":
                 found.append(folder)
     return found
+
+
+def copy_fixture(
+    destination: Path, tensors: dict | None = None, config_edit: Callable[[dict], None] | None = None
+) -> Path:
+    """A copy of the tiny v2 checkpoint at ``destination``, optionally with other weights
+    (``tensors``, saved as model.safetensors) or an edited config.json."""
+    shutil.copytree(V2_TINY, destination)
+    if tensors is not None:
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(destination / "model.safetensors"), metadata={"format": "pt"})
+    if config_edit is not None:
+        config = json.loads((destination / "config.json").read_text())
+        config_edit(config)
+        (destination / "config.json").write_text(json.dumps(config))
+    return destination
 
 
 @cache

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import V2_TINY
+from conftest import V2_TINY, copy_fixture
 from jinaclip_integrations import CheckpointError, JinaCLIPEngine
 from jinaclip_integrations.engine.config import JINA_EMBEDDINGS_V3_TEXT_CONFIG, parse_config
 from jinaclip_integrations.engine.weights import load_config
@@ -113,21 +112,12 @@ def test_unsupported_or_inconsistent_config_is_a_checkpoint_error(path, value, m
         parse_config(config)
 
 
-def _copy_fixture(tmp_path: Path, **top) -> Path:
-    folder = tmp_path / "ckpt"
-    shutil.copytree(V2_TINY, folder)
-    config = json.loads((folder / "config.json").read_text())
-    for key, value in top.items():
-        if key == "default_instruction_task":
-            config["text_config"][key] = value
-        else:
-            config[key] = value
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 def test_config_defaults_for_task_and_truncation(tmp_path, engine, manifest):
-    folder = _copy_fixture(tmp_path, default_instruction_task="retrieval.query", truncate_dim=16)
+    def defaults(config):
+        config["text_config"]["default_instruction_task"] = "retrieval.query"
+        config["truncate_dim"] = 16
+
+    folder = copy_fixture(tmp_path / "ckpt", config_edit=defaults)
     other = JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
     texts = manifest["texts"][:4]
     np.testing.assert_allclose(other.encode_text(texts), engine.encode_text(texts, task="retrieval.query", truncate_dim=16), atol=1e-6)  # fmt: skip

@@ -162,6 +162,14 @@ def test_resolve_device_and_dtype():
             resolve_device("cuda")
 
 
+def test_cuda_device_gets_its_index(monkeypatch):
+    """ "cuda" and "cuda:0" are one device, so shared engines do not load a model twice."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("cuda") == resolve_device("cuda:0") == resolve_device(None) == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
 def test_default_device_and_dtype_load():
     engine = JinaCLIPEngine.from_pretrained(V2_TINY, show_progress=False)
     assert engine.device.type == ("cuda" if torch.cuda.is_available() else "cpu")

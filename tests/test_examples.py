@@ -51,8 +51,8 @@ def test_langchain_pipeline(tmp_path, dimensions, size):
     store = result["store"]
     assert vector_sizes(store.client, store.collection_name) == {size}
     assert store.client.count(store.collection_name).count == 6
-    assert all(doc.metadata["modality"] == "image" for doc, _ in result["images_for_text"])
-    assert {doc.metadata["modality"] for doc, _ in result["texts_for_image"]} == {"text"}
+    assert [doc.metadata["modality"] for doc, _ in result["images_for_text"]] == ["image"] * 3
+    assert [doc.metadata["modality"] for doc, _ in result["texts_for_image"]] == ["text"] * 3
     top, score = store.similarity_search_with_score(TEXT, k=1)[0]
     assert top.page_content == TEXT and score == pytest.approx(1, abs=1e-5)
     top, score = store.similarity_search_by_image_with_score(str(IMAGE), k=1)[0]
@@ -75,10 +75,26 @@ def test_llama_index_pipeline(tmp_path, dimensions, size):
     # LlamaIndex embeds a text node with its metadata (file name, path...), so not at cosine 1
     top, second = result["texts_for_text"][:2]
     assert top.node.get_content() == TEXT and top.score > second.score
-    assert all(isinstance(hit.node, ImageNode) for hit in result["images_for_text"])
-    assert len(result["images_for_text"]) == 3
+    assert [isinstance(hit.node, ImageNode) for hit in result["images_for_text"]] == [True] * 3
     assert result["mixed_for_text"][0].node.get_content() == TEXT
     client.close()
+
+
+def test_pipelines_with_the_query_task(tmp_path):
+    """As the scripts run by default: queries carry the retrieval.query instruction."""
+    lc = load_example("langchain_multimodal").run(str(V2_TINY), DATA, str(tmp_path / "lc"), query=TEXT)
+    assert len(lc["images_for_text"]) == len(lc["texts_for_image"]) == len(lc["mixed_for_text"]) == 3
+    instructed = lc["store"].embeddings.embed_query(TEXT)
+    assert lc["images_for_text"][0][1] == pytest.approx(
+        max(sum(a * b for a, b in zip(instructed, lc["store"].embeddings.embed_image([str(p)])[0], strict=True))
+            for p in DATA.glob("*.png")), abs=1e-5,
+    )  # fmt: skip
+    lc["store"].client.close()
+    li = load_example("llama_index_multimodal").run(str(V2_TINY), DATA, str(tmp_path / "li"), query=TEXT)
+    assert [len(li[key]) for key in ("images_for_text", "images_for_image", "texts_for_text", "mixed_for_text")] == [
+        3
+    ] * 4
+    li["client"].close()
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
-from langchain_tests.integration_tests import EmbeddingsIntegrationTests
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests, RetrieversIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 from qdrant_client import QdrantClient, models
 
-from conftest import V2_TINY
+from conftest import V2_TINY, copy_fixture
 from jinaclip_integrations import InputError, JinaCLIPEmbedding, JinaCLIPEngine, shared_engine
 from jinaclip_integrations.langchain import (
     JinaCLIPEmbeddings,
@@ -221,3 +221,82 @@ def test_store_on_disk_reopens(tmp_path, embeddings):
     reopened = MultimodalQdrantVectorStore(client=client, collection_name="disk", embedding=embeddings)
     assert reopened.similarity_search_by_image(IMAGES[3], k=1)[0].metadata["source"] == IMAGES[3]
     client.close()
+
+
+def test_add_images_stores_nothing_when_one_image_is_bad(store):
+    before = store.client.count("mm").count
+    with pytest.raises(InputError) as info:
+        store.add_images([IMAGES[0]] * 3 + ["nope.png"] + [IMAGES[1]], batch_size=2)
+    assert info.value.index == 3  # the index in the whole input, not in a batch
+    assert store.client.count("mm").count == before
+
+
+def test_add_images_in_several_batches_and_metadata(store):
+    ids = store.add_images(IMAGES * 2, metadatas=[{"source": "s3://bucket/x", "k": i} for i in range(8)], batch_size=3)
+    assert len(ids) == len(set(ids)) == 8
+    docs = store.get_by_ids(ids)
+    assert {d.metadata["source"] for d in docs} == {"s3://bucket/x"}  # a given source is kept
+    assert {d.metadata["modality"] for d in docs} == {"image"} and sorted(d.metadata["k"] for d in docs) == list(
+        range(8)
+    )
+
+
+def test_single_items_that_are_not_lists(embeddings, store):
+    with pytest.raises(TypeError, match="wrap a single image in a list"):
+        embeddings.embed_image(IMAGES[0])
+    with pytest.raises(TypeError, match="wrap a single text in a list"):
+        embeddings.embed_documents("a text")
+    with pytest.raises(TypeError, match="wrap a single one in a list"):
+        store.add_images(IMAGES[0])
+    with pytest.raises(TypeError, match=r"uris\[1\] must be a path or URL string, not bytes"):
+        store.add_images([IMAGES[0], b"raw bytes"])
+
+
+def test_engine_given_describes_the_adapter(engine, tmp_path):
+    adapter = JinaCLIPEmbeddings(engine=engine)
+    assert (adapter.model_name, adapter.device, adapter.dtype) == (engine.name_or_path, "cpu", "float32")
+    rebuilt = JinaCLIPEmbeddings(**adapter.model_dump())  # the dump rebuilds the same model
+    assert rebuilt.engine.name_or_path == engine.name_or_path and rebuilt.engine.dtype == engine.dtype
+    np.testing.assert_allclose(rebuilt.embed_query("cat"), adapter.embed_query("cat"), atol=1e-6)
+    with pytest.raises(ValidationError, match="does not match the engine's model"):
+        JinaCLIPEmbeddings(engine=engine, model_name="jinaai/jina-clip-v2")
+
+
+def test_model_without_tasks(tmp_path, engine):
+    def no_tasks(config):
+        config["text_config"]["hf_model_config_kwargs"]["task_instructions"] = {}
+
+    from jinaclip_integrations import JinaCLIPEngine
+
+    plain = JinaCLIPEngine.from_pretrained(copy_fixture(tmp_path / "m", config_edit=no_tasks), device="cpu")
+    adapter = JinaCLIPEmbeddings(engine=plain)
+    assert (adapter.query_task, adapter.document_task) == (None, None)
+    np.testing.assert_allclose(adapter.embed_query("cat"), engine.encode_text(["cat"])[0], atol=1e-6)
+    with pytest.raises(ValidationError, match=r"query_task 'retrieval.query' is not a task of .*choose one of \[\]"):
+        JinaCLIPEmbeddings(engine=plain, query_task="retrieval.query")
+
+
+def test_retriever_search_options_per_call(store):
+    retriever = LangChainCrossModalRetriever(vectorstore=store, k=5, fetch_k=1)
+    assert len(retriever.invoke("cat")) == 5  # fetch_k is raised to k
+    assert len(retriever.invoke("cat", k=2)) == 2
+    assert len(retriever.invoke(TEXTS[0], min_score=0.999)) == 1  # only the identical text is that close
+    with pytest.raises(TypeError, match="unexpected search options \\['top_n'\\]"):
+        retriever.invoke("cat", top_n=3)
+
+
+class TestStandardRetriever(RetrieversIntegrationTests):
+    @property
+    def retriever_constructor(self) -> type[LangChainCrossModalRetriever]:
+        return LangChainCrossModalRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        embeddings = JinaCLIPEmbeddings(**PARAMS)
+        store = MultimodalQdrantVectorStore.from_texts(TEXTS, embeddings, location=":memory:", collection_name="std")
+        store.add_images(IMAGES)
+        return {"vectorstore": store}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "a cat on a sofa"

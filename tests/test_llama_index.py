@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from llama_index.core import StorageContext
-from llama_index.core.embeddings import MultiModalEmbedding
+from llama_index.core.embeddings import MockEmbedding, MultiModalEmbedding
 from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.schema import ImageDocument, ImageNode, QueryBundle, TextNode
 from llama_index.core.vector_stores import SimpleVectorStore
@@ -143,3 +143,53 @@ async def test_cross_modal_retriever_async(index):
     retriever = LlamaIndexCrossModalRetriever(index, k=3)
     sync = [h.node.node_id for h in retriever.retrieve(TEXTS[0])]
     assert [h.node.node_id for h in await retriever.aretrieve(TEXTS[0])] == sync
+
+
+def test_to_dict_round_trip_and_engine_given(embed_model, engine):
+    rebuilt = JinaCLIPEmbedding.from_dict(JinaCLIPEmbedding(**PARAMS, dimensions=16).to_dict())
+    assert rebuilt.engine is embed_model.engine and rebuilt.dimensions == 16
+    given = JinaCLIPEmbedding(engine=engine)
+    assert (given.model_name, given.device, given.dtype) == (engine.name_or_path, "cpu", "float32")
+    assert JinaCLIPEmbedding.from_dict(given.to_dict()).engine.name_or_path == engine.name_or_path
+    with pytest.raises(ValueError, match="does not match the engine's model"):
+        JinaCLIPEmbedding(engine=engine, model_name="jinaai/jina-clip-v2")
+
+
+def test_retriever_survives_stale_empty_flags(embed_model):
+    """LlamaIndex marks a side empty after an insert without nodes of that kind, for good."""
+    storage = StorageContext.from_defaults(vector_store=SimpleVectorStore(), image_store=SimpleVectorStore())
+    index = MultiModalVectorStoreIndex(
+        [TextNode(text=TEXTS[0]), ImageNode(image_path=IMAGES[0], metadata={"file_path": IMAGES[0]})],
+        storage_context=storage, embed_model=embed_model, image_embed_model=embed_model,
+    )  # fmt: skip
+    index.insert_nodes([ImageNode(image_path=IMAGES[1], metadata={"file_path": IMAGES[1]})])
+    index.insert_nodes([TextNode(text=TEXTS[1])])
+    assert index.is_text_vector_store_empty and index.is_image_vector_store_empty  # both wrong
+    hits = LlamaIndexCrossModalRetriever(index, k=10).retrieve("cat")
+    assert sum(isinstance(h.node, ImageNode) for h in hits) == 2 and len(hits) == 4
+
+
+def test_retriever_returns_each_node_once(embed_model):
+    """An image node with text is in both stores; it is returned once, and k nodes come back."""
+    nodes = [ImageNode(image_path=p, text=f"caption {i}", metadata={"file_path": p}) for i, p in enumerate(IMAGES)]
+    storage = StorageContext.from_defaults(vector_store=SimpleVectorStore(), image_store=SimpleVectorStore())
+    index = MultiModalVectorStoreIndex(
+        nodes, storage_context=storage, embed_model=embed_model, image_embed_model=embed_model
+    )
+    for k in (1, 2, 3, 4):
+        hits = LlamaIndexCrossModalRetriever(index, k=k, fetch_k=1).retrieve("caption")
+        assert len(hits) == k and len({h.node.node_id for h in hits}) == k
+
+
+def test_retriever_min_score_and_model_check(index, embed_model):
+    query = QueryBundle(query_str="", image_path=IMAGES[2])
+    hits = LlamaIndexCrossModalRetriever(index, k=8, min_score=0.999).retrieve(query)
+    assert [h.node.image_path for h in hits] == [IMAGES[2]]  # only the identical image is that close
+    other = MultiModalVectorStoreIndex(
+        [TextNode(text="x")], storage_context=StorageContext.from_defaults(vector_store=SimpleVectorStore()),
+        embed_model=MockEmbedding(embed_dim=64), image_embed_model=embed_model,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="must be the same model"):
+        LlamaIndexCrossModalRetriever(other)
+    with pytest.raises(ValueError, match="image_weight must be a finite number >= 0"):
+        LlamaIndexCrossModalRetriever(index, image_weight=-1)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import conftest
 from conftest import V2_TINY
 from jinaclip_integrations import CheckpointError, JinaCLIPEngine
 
@@ -18,15 +19,7 @@ EMB = dict(atol=1e-5, rtol=1e-4)
 
 
 def copy_fixture(tmp_path: Path, tensors: dict | None = None, config_edit=None) -> Path:
-    folder = tmp_path / "ckpt"
-    shutil.copytree(V2_TINY, folder)
-    if tensors is not None:
-        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    if config_edit is not None:
-        config = json.loads((folder / "config.json").read_text())
-        config_edit(config)
-        (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return conftest.copy_fixture(tmp_path / "ckpt", tensors, config_edit)
 
 
 def load(folder: Path) -> JinaCLIPEngine:

@@ -42,15 +42,19 @@ DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; CUDA when available if None."""
+    """``device`` as a ``torch.device``; CUDA when available if None. A CUDA device always
+    gets its index (``"cuda"`` is the current device, e.g. ``cuda:0``)."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"invalid device {device!r}: {exc}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but CUDA is not available")
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
 
 
@@ -352,7 +356,14 @@ class JinaCLIPEngine:
         )
 
 
+def model_key(name_or_path: str | Path) -> str:
+    """One name per model: a local folder by its resolved path, a hub name as it is."""
+    folder = Path(name_or_path).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else str(name_or_path)
+
+
 _SHARED: weakref.WeakValueDictionary[tuple[str, str, torch.dtype], JinaCLIPEngine] = weakref.WeakValueDictionary()
+_LOADING: dict[tuple[str, str, torch.dtype], threading.Lock] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -367,14 +378,15 @@ def shared_engine(
 
     Adapters (LangChain, LlamaIndex, Qdrant, the server) get their engine here, so two of them
     built with the same model share one copy of the weights. An engine lives as long as
-    something holds it; a folder and the same folder by another path are one model.
+    something holds it; a folder and the same folder by another path are one model. Loading
+    one model does not hold up getting another that is already loaded.
     """
     device_ = resolve_device(device)
     dtype_ = resolve_dtype(dtype, device_)
-    folder = Path(name_or_path).expanduser()
-    name = str(folder.resolve()) if folder.is_dir() else str(name_or_path)
-    key = (name, str(device_), dtype_)
+    key = (model_key(name_or_path), str(device_), dtype_)
     with _SHARED_LOCK:
+        loading = _LOADING.setdefault(key, threading.Lock())
+    with loading:
         engine = _SHARED.get(key)
         if engine is None:
             engine = JinaCLIPEngine.from_pretrained(
