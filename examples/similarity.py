@@ -4,8 +4,8 @@ Texts in three languages are embedded as search queries (the ``retrieval.query``
 the model has it), the images of ``examples/data`` as documents; each row of the printed
 matrix is a text, each column an image, and the best image per text is marked.
 
-    python examples/similarity.py --model jinaai/jina-clip-v2          # the real model (hub)
-    python examples/similarity.py --model tests/fixtures/jina-clip-v2-tiny   # offline test checkpoint
+    python examples/similarity.py                                # tiny offline test checkpoint
+    python examples/similarity.py --model jinaai/jina-clip-v2    # the real model (hub)
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 
 from jinaclip_integrations import JinaCLIPEngine
 
-IMAGES = sorted((Path(__file__).parent / "data").glob("*.png"))
+HERE = Path(__file__).parent
+DEFAULT_MODEL = str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
+IMAGES = sorted((HERE / "data").glob("*.png"))
 TEXTS = [
     "a red circle",  # English
     "ein blaues Quadrat",  # German: a blue square
@@ -27,7 +29,7 @@ TEXTS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="jinaai/jina-clip-v2", help="hub name or checkpoint folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="hub name or checkpoint folder")
     parser.add_argument("--device", help="torch device (default: CUDA if available, else CPU)")
     parser.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--dimensions", type=int, help="Matryoshka truncation (e.g. 256)")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Set
-from dataclasses import dataclass
+from typing import Any
 
 from .engine import JinaCLIPEngine, shared_engine
 from .engine.engine import model_key
@@ -12,55 +11,36 @@ from .engine.engine import model_key
 DEFAULT_QUERY_TASK = "retrieval.query"
 
 
-@dataclass(frozen=True)
-class AdapterSettings:
-    engine: JinaCLIPEngine
-    model_name: str
-    device: str
-    dtype: str
-    query_task: str | None
-    document_task: str | None
+def configure_adapter(adapter: Any, engine: JinaCLIPEngine | None) -> JinaCLIPEngine:
+    """Resolve the engine of a LangChain or LlamaIndex adapter and check its options.
 
-
-def resolve_adapter(
-    *,
-    engine: JinaCLIPEngine | None,
-    model_name: str,
-    device: str | None,
-    dtype: str | None,
-    query_task: str | None,
-    document_task: str | None,
-    dimensions: int | None,
-    explicit: Set[str],
-) -> AdapterSettings:
-    """The engine an adapter uses and its checked options.
-
-    ``explicit`` names the options the user set. Given an ``engine``, the model name, device
-    and dtype come from it (a different explicit ``model_name`` is an error), so the adapter
-    describes the model it really runs. On a model without tasks (jina-clip-v1) the default
-    query task is dropped, while a task the user asked for is an error, as is a task or a
-    ``dimensions`` the model does not have.
+    ``adapter`` is a pydantic model with the fields ``model_name``, ``device``, ``dtype``,
+    ``query_task``, ``document_task`` and ``dimensions``; its ``model_fields_set`` tells which
+    the user set. Given an ``engine``, the model name, device and dtype are rewritten to
+    describe it (a different explicit ``model_name`` is an error), so the adapter describes
+    the model it really runs. On a model without tasks (jina-clip-v1) the default query task
+    is dropped, while a task the user asked for is an error, as is a task or a ``dimensions``
+    the model does not have. Returns the engine.
     """
+    explicit = adapter.model_fields_set
     if engine is None:
-        engine = shared_engine(model_name, device=device, dtype=dtype)
-    elif "model_name" in explicit and model_key(model_name) != model_key(engine.name_or_path):
-        raise ValueError(f"model_name {model_name!r} does not match the engine's model {engine.name_or_path!r}")
-    name = engine.name_or_path or model_name
+        engine = shared_engine(adapter.model_name, device=adapter.device, dtype=adapter.dtype)
+    elif "model_name" in explicit and model_key(adapter.model_name) != model_key(engine.name_or_path):
+        raise ValueError(f"model_name {adapter.model_name!r} does not match the engine's model {engine.name_or_path!r}")
+    name = engine.name_or_path or adapter.model_name
     tasks = engine.tasks
     if not tasks and "query_task" not in explicit:
-        query_task = None
-    for option, task in (("query_task", query_task), ("document_task", document_task)):
+        adapter.query_task = None
+    for option in ("query_task", "document_task"):
+        task = getattr(adapter, option)
         if task is not None and task not in tasks:
             raise ValueError(f"{option} {task!r} is not a task of {name}; choose one of {list(tasks)} or None")
-    if dimensions is not None and dimensions not in engine.matryoshka_dims:
+    dims = engine.matryoshka_dims
+    if adapter.dimensions is not None and adapter.dimensions not in dims:
         raise ValueError(
-            f"dimensions {dimensions} is not supported by {name}; choose one of {list(engine.matryoshka_dims)} or None"
+            f"dimensions {adapter.dimensions} is not supported by {name}; choose one of {list(dims)} or None"
         )
-    return AdapterSettings(
-        engine=engine,
-        model_name=name,
-        device=str(engine.device),
-        dtype=str(engine.dtype).removeprefix("torch."),
-        query_task=query_task,
-        document_task=document_task,
-    )
+    adapter.model_name = name
+    adapter.device = str(engine.device)
+    adapter.dtype = str(engine.dtype).removeprefix("torch.")
+    return engine

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.langchain needs LangChain: pip install "jinaclip-integrations[langchain]"'
     ) from exc
 
-from ._adapter import DEFAULT_QUERY_TASK, resolve_adapter
+from ._adapter import DEFAULT_QUERY_TASK, configure_adapter
 from .engine import JinaCLIPEngine
 from .fusion import fuse_modalities
 
@@ -96,19 +96,7 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
 
     @model_validator(mode="after")
     def _load(self) -> JinaCLIPEmbeddings:
-        settings = resolve_adapter(
-            engine=self.engine,
-            model_name=self.model_name,
-            device=self.device,
-            dtype=self.dtype,
-            query_task=self.query_task,
-            document_task=self.document_task,
-            dimensions=self.dimensions,
-            explicit=self.model_fields_set,
-        )
-        self.engine = settings.engine
-        self.model_name, self.device, self.dtype = settings.model_name, settings.device, settings.dtype
-        self.query_task, self.document_task = settings.query_task, settings.document_task
+        self.engine = configure_adapter(self, self.engine)
         return self
 
     def _texts(self, texts: Sequence[str], task: str | None) -> list[list[float]]:

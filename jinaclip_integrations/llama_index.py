@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.llama_index needs LlamaIndex: pip install "jinaclip-integrations[llama-index]"'
     ) from exc
 
-from ._adapter import DEFAULT_QUERY_TASK, resolve_adapter
+from ._adapter import DEFAULT_QUERY_TASK, configure_adapter
 from .engine import JinaCLIPEngine
 from .fusion import check_image_weight, fuse_modalities
 
@@ -89,19 +89,7 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
         **kwargs: Any,
     ) -> None:
         super().__init__(callback_manager=callback_manager, **kwargs)
-        settings = resolve_adapter(
-            engine=engine,
-            model_name=self.model_name,
-            device=self.device,
-            dtype=self.dtype,
-            query_task=self.query_task,
-            document_task=self.document_task,
-            dimensions=self.dimensions,
-            explicit=self.model_fields_set,
-        )
-        self._engine = settings.engine
-        self.model_name, self.device, self.dtype = settings.model_name, settings.device, settings.dtype
-        self.query_task, self.document_task = settings.query_task, settings.document_task
+        self._engine = configure_adapter(self, engine)
 
     @classmethod
     def class_name(cls) -> str:
