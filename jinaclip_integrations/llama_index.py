@@ -190,10 +190,8 @@ class LlamaIndexCrossModalRetriever(BaseRetriever):
         if k < 1 or fetch_k < 1:
             raise ValueError(f"k and fetch_k must be at least 1, got k={k}, fetch_k={fetch_k}")
         text_model, image_model = getattr(index, "_embed_model", None), index.image_embed_model
-        same_space = text_model is image_model or getattr(text_model, "engine", None) is getattr(
-            image_model, "engine", False
-        )
-        if text_model is not None and not same_space:
+        shares_engine = getattr(text_model, "engine", None) is getattr(image_model, "engine", False)
+        if text_model is not None and text_model is not image_model and not shares_engine:
             raise ValueError(
                 "the index's embed_model and image_embed_model must be the same model (one vector space); "
                 f"got {type(text_model).__name__} and {type(image_model).__name__}"

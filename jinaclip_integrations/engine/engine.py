@@ -147,7 +147,7 @@ class JinaCLIPEngine:
             revision: hub revision (branch, tag or commit) for a hub name.
             cache_dir: hub cache folder, if not the default one.
             max_length: tokens per text, longer texts are truncated (512 as in the reference;
-                jina-clip-v2 accepts up to 8192).
+                at most the model's ``max_position_embeddings``, 8194 for jina-clip-v2).
             batch_size: default texts/images per forward pass.
             max_batch_tokens: most padded tokens in one text batch (bounds memory on long texts).
             max_image_pixels: images with more pixels are refused before decoding (None: no limit).

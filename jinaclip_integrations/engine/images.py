@@ -2,8 +2,9 @@
 
 Accepted: a PIL image, a path (``str``, ``os.PathLike`` or a ``file://`` URI), raw bytes, a
 binary file object, a base64 string, a ``data:`` URI, an http(s) URL, or an ``H x W x C`` (or
-``H x W``) uint8 numpy array. Every failure raises :class:`~jinaclip_integrations.errors.InputError` naming the
-item's index and the reason; nothing from PIL, urllib or numpy escapes.
+``H x W``) uint8 numpy array. Every failure raises
+:class:`~jinaclip_integrations.errors.InputError` naming the item's index and the reason;
+nothing from PIL, urllib or numpy escapes.
 
 Preprocessing reproduces the reference's (torchvision ``Resize``/``CenterCrop``/``ToTensor``/
 ``Normalize`` on PIL images) with PIL and torch alone: shortest side resized to ``size`` with
@@ -129,7 +130,7 @@ def _from_path(path: str | os.PathLike, index: int, max_pixels: int | None) -> I
             data = f.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError:
         raise _bad(index, f"file not found: {shown}") from None
-    except (OSError, ValueError) as exc:  # permissions, a directory, a NUL in the name, ...
+    except (OSError, ValueError) as exc:  # permissions, a NUL in the name, ...
         raise _bad(index, f"cannot read {shown}: {getattr(exc, 'strerror', None) or exc}") from None
     return _open_bytes(data, index, max_pixels, shown)
 

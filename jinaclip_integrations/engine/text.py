@@ -2,8 +2,9 @@
 
 jina-clip-v2's text tower is jina-embeddings-v3's architecture (XLM-RoBERTa with rotary
 position embeddings, post-LN blocks), which transformers ships; this module only builds it
-from our config (with SDPA attention) and maps the published weights onto it. The published checkpoint stores every Linear/Embedding weight as a LoRA parametrization
-(``original`` + per-adapter ``lora_A``/``lora_B``); the reference always applies the
+from our config (with SDPA attention) and maps the published weights onto it. The published
+checkpoint stores every Linear/Embedding weight as a LoRA parametrization (``original`` +
+per-adapter ``lora_A``/``lora_B``); the reference always applies the
 ``default_lora_task`` adapter, so :func:`checkpoint_filter_fn` merges that adapter into the
 weights once and inference costs nothing extra.
 """
