@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointError, InputError, JinaCLIPError
+from .errors import CheckpointError, InputError, JinaCLIPError, StoreError
 
 if TYPE_CHECKING:
     from .engine import JinaCLIPEngine, shared_engine
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .langchain import MultimodalQdrantVectorStore as MultimodalQdrantVectorStore
     from .llama_index import JinaCLIPEmbedding as JinaCLIPEmbedding
     from .llama_index import LlamaIndexCrossModalRetriever as LlamaIndexCrossModalRetriever
+    from .qdrant import QdrantVectorizer as QdrantVectorizer
+    from .weaviate import WeaviateVectorizer as WeaviateVectorizer
+    from .weaviate import create_inference_app as create_inference_app
 
 __version__ = "0.1.0"
 
@@ -39,6 +42,9 @@ _INTEGRATIONS = {
     "MultimodalQdrantVectorStore": ".langchain",
     "JinaCLIPEmbedding": ".llama_index",
     "LlamaIndexCrossModalRetriever": ".llama_index",
+    "QdrantVectorizer": ".qdrant",
+    "WeaviateVectorizer": ".weaviate",
+    "create_inference_app": ".weaviate",
 }
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "InputError",
     "JinaCLIPEngine",
     "JinaCLIPError",
+    "StoreError",
     "__version__",
     "fuse_modalities",
     "shared_engine",

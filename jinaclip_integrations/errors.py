@@ -40,3 +40,8 @@ class CheckpointError(JinaCLIPError, ValueError):
     Raised for a missing file, a missing/unexpected/mis-shaped weight (the message names the
     key exactly as published), or a configuration option that is not supported.
     """
+
+
+class StoreError(JinaCLIPError, ValueError):
+    """A vector-database collection cannot be used for this model: it exists with another
+    layout (vector names, sizes or distance) or was built with another model."""

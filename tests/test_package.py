@@ -27,10 +27,11 @@ def test_importing_the_package_does_not_import_torch():
 
 
 def test_public_names():
-    core = {"CheckpointError", "InputError", "JinaCLIPError", "__version__", "JinaCLIPEngine", "shared_engine",
-            "FusedHit", "fuse_modalities"}  # fmt: skip
+    core = {"CheckpointError", "InputError", "JinaCLIPError", "StoreError", "__version__", "JinaCLIPEngine",
+            "shared_engine", "FusedHit", "fuse_modalities"}  # fmt: skip
     integrations = {"JinaCLIPEmbeddings", "MultimodalQdrantVectorStore", "LangChainCrossModalRetriever",
-                    "JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever"}  # fmt: skip
+                    "JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever", "QdrantVectorizer", "WeaviateVectorizer",
+                    "create_inference_app"}  # fmt: skip
     assert set(jinaclip_integrations.__all__) == core
     assert set(dir(jinaclip_integrations)) == core | integrations
     for name in core | integrations:
@@ -43,7 +44,8 @@ BLOCK_FRAMEWORKS = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("langchain_core", "langchain_qdrant", "llama_index"):
+        if name.split(".")[0] in ("langchain_core", "langchain_qdrant", "llama_index", "qdrant_client",
+                                  "qdrant_edge", "weaviate", "fastapi"):  # fmt: skip
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Block())
 """
@@ -56,7 +58,8 @@ def test_integrations_without_their_extra_give_an_install_hint():
 import jinaclip_integrations as j
 from jinaclip_integrations import *  # needs no extra
 j.JinaCLIPEngine, j.fuse_modalities  # the core still works
-for name, extra in (("JinaCLIPEmbeddings", "langchain"), ("JinaCLIPEmbedding", "llama-index")):
+for name, extra in (("JinaCLIPEmbeddings", "langchain"), ("JinaCLIPEmbedding", "llama-index"),
+                    ("QdrantVectorizer", "qdrant"), ("WeaviateVectorizer", "weaviate"), ("create_inference_app", "server")):
     try:
         getattr(j, name)
     except ImportError as exc:
@@ -75,11 +78,28 @@ def test_core_dependencies_only():
     assert names == CORE
     assert project["version"] == jinaclip_integrations.__version__
     extras = project["optional-dependencies"]
-    assert {"langchain", "llama-index", "test"} <= set(extras)
-    assert "jinaclip-integrations[langchain,llama-index]" in extras["test"]
+    assert {"langchain", "llama-index", "qdrant", "weaviate", "server", "test"} <= set(extras)
+    assert "jinaclip-integrations[langchain,llama-index,qdrant,weaviate,server]" in extras["test"]
+    assert "qdrant-edge-py==0.9.0" in extras["qdrant"]  # pinned: its API still changes
 
 
 def test_readme_main_job_runs():
+    readme = (ROOT / "README.md").read_text()
+    command = "python examples/qdrant_multimodal.py --model tests/fixtures/jina-clip-v2-tiny"
+    assert command in readme and command in (ROOT / ".ci" / "run").read_text()
+    result = run("examples/qdrant_multimodal.py", "--model", "tests/fixtures/jina-clip-v2-tiny")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "first index run: 6 added, 0 already stored, 0 failed",
+        "second index run: 0 added, 6 already stored, 0 failed",
+        "6 points of jina-clip-v2-tiny: full 64-d + short 8-d vectors, preset default",
+    ]
+    # searching with a stored image finds that image first, at cosine 1
+    assert lines[lines.index("search by image red_circle.png:") + 1].split() == ["1.000", "image", "red_circle.png"]
+
+
+def test_similarity_example_runs():
     result = run("examples/similarity.py", "--model", "tests/fixtures/jina-clip-v2-tiny", "--dimensions", "16")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -91,3 +111,11 @@ def test_benchmark_smoke():
     result = run("benchmarks/bench_engine.py", "--smoke")
     assert result.returncode == 0, result.stderr
     assert "| text, short 5-30 tokens" in result.stdout and "MFU" in result.stdout
+
+
+def test_qdrant_benchmark_smoke():
+    result = run("benchmarks/bench_qdrant.py", "--smoke")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| edge", "| local"))]
+    assert len(rows) == 6  # 2 engines x 3 presets
+    assert "Query throughput, embedded engine over local mode" in result.stdout

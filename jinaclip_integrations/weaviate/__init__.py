@@ -1,0 +1,47 @@
+"""Weaviate integration: jina-clip as Weaviate's inference container, or vectors you bring.
+
+Which to pick depends on the data and on who embeds it:
+
+- **multi2vec-clip** (objects with image and text properties, ``nearText`` and ``nearImage``):
+  run ``python -m jinaclip_integrations.weaviate`` and set ``CLIP_INFERENCE_API`` to it. Weaviate
+  sends this module no task, so query texts reach the model WITHOUT the query instruction
+  (fine for image search; for text collections prefer text2vec-transformers).
+- **text2vec-transformers** (text collections): the same server also speaks this protocol; set
+  ``TRANSFORMERS_PASSAGE_INFERENCE_API=http://host:port/passage`` and
+  ``TRANSFORMERS_QUERY_INFERENCE_API=http://host:port/query`` so that objects are embedded as
+  passages and ``nearText`` queries with the ``retrieval.query`` task.
+- **Bring your own vectors** (no Weaviate module; any Weaviate, including managed ones):
+  :class:`WeaviateVectorizer` embeds texts, images and folders here and stores them with
+  ``insert_many`` in a collection with a self-provided named vector, and searches it by text,
+  image or vector.
+
+:func:`inference_router` / :func:`create_inference_app` need the ``server`` extra,
+:class:`WeaviateVectorizer` the ``weaviate`` extra; each is imported on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .collection import WeaviateVectorizer
+    from .inference import create_inference_app, inference_router
+
+#: public name -> module that defines it, imported on first access (each needs its own extra)
+_NAMES = {
+    "WeaviateVectorizer": ".collection",
+    "inference_router": ".inference",
+    "create_inference_app": ".inference",
+}
+
+__all__ = ["WeaviateVectorizer", "create_inference_app", "inference_router"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,341 @@
+"""Weaviate inference-container routes served by jina-clip: ``multi2vec-clip`` and ``text2vec-transformers``.
+
+Weaviate's vectorizer modules send texts and images to an HTTP "inference container"; these
+routes speak both modules' protocols, so a Weaviate server embeds objects and ``nearText`` /
+``nearImage`` queries with a local jina-clip model:
+
+- ``POST /vectorize`` (multi2vec-clip): ``{"texts": [...], "images": [<base64>, ...]}`` ->
+  ``{"textVectors": [...], "imageVectors": [...]}``. Weaviate sends no task here, so texts are
+  embedded without the query instruction. Set ``CLIP_INFERENCE_API=http://host:port``.
+- ``POST /vectors`` (text2vec-transformers): ``{"text": ..., "config": {...}}`` or the batch
+  form ``{"texts": [...], "config": {...}}``; ``config.task_type`` ``"query"`` gets the
+  model's query instruction (``retrieval.query``), ``"passage"`` none; ``config.dimensions``
+  picks a Matryoshka size. ``/passage/...`` and ``/query/...`` serve the same protocol with the
+  task fixed: set ``TRANSFORMERS_PASSAGE_INFERENCE_API=http://host:port/passage`` and
+  ``TRANSFORMERS_QUERY_INFERENCE_API=http://host:port/query``.
+- ``GET /meta`` describes the model; ``GET /.well-known/live`` and ``/.well-known/ready``
+  answer 204 (also under both prefixes).
+
+Vectors are L2-normalized. Requests are validated inside the routes, so every error is
+``{"error": "..."}`` (the field Weaviate reports) with status 400 for a bad request and 500
+for a failure, whatever app the router is mounted in. Images are decoded here with strict
+base64 and reach the engine as bytes: a string from the network is never opened as a path or
+fetched as a URL. Run a server with ``python -m jinaclip_integrations.weaviate``.
+
+Needs the ``server`` extra: ``pip install "jinaclip-integrations[server]"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+try:
+    from fastapi import APIRouter, FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from starlette.concurrency import run_in_threadpool
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
+    raise ImportError(
+        'jinaclip_integrations.weaviate.inference needs FastAPI: pip install "jinaclip-integrations[server]"'
+    ) from exc
+
+from .._adapter import DEFAULT_QUERY_TASK
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..engine import JinaCLIPEngine
+
+__all__ = ["create_inference_app", "inference_router"]
+
+logger = logging.getLogger(__name__)
+
+#: how a text2vec-transformers route picks the task: from ``config.task_type``, or fixed
+TaskMode = Literal["config", "passage", "query"]
+
+_DATA_URI = re.compile(r"data:image/[\w.+-]+;base64,", re.IGNORECASE | re.ASCII)
+
+
+# -- request and response bodies (validated in the routes, documented in the OpenAPI schema) --
+
+
+class _Body(BaseModel):
+    # strict: no "1" -> 1 or 1 -> "1"; extra keys (the Go client's "dims", "vector", "error") are ignored
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class ClipRequest(_Body):
+    """multi2vec-clip /vectorize request; a missing or null list counts as empty."""
+
+    texts: list[str] | None = Field(default=None, description="Texts, embedded without a task instruction.")
+    images: list[str] | None = Field(default=None, description="Images as base64 (optionally a data:image URI).")
+
+
+class ClipResponse(BaseModel):
+    textVectors: list[list[float]] = Field(description="One vector per text, in request order.")
+    imageVectors: list[list[float]] = Field(description="One vector per image, in request order.")
+
+
+class VectorConfig(_Body):
+    """text2vec-transformers per-request options (each may be missing)."""
+
+    pooling_strategy: str | None = Field(default=None, description="Only masked_mean (the model mean-pools).")
+    task_type: str | None = Field(default=None, description="'query' or 'passage'; ignored under /query and /passage.")
+    dimensions: int | None = Field(default=None, description="Matryoshka size to truncate to.")
+
+
+class VectorRequest(_Body):
+    """text2vec-transformers /vectors request for one text."""
+
+    text: str
+    config: VectorConfig | None = None
+
+
+class VectorsRequest(_Body):
+    """text2vec-transformers /vectors batch request."""
+
+    texts: list[str]
+    config: VectorConfig | None = None
+
+
+class VectorResponse(BaseModel):
+    text: str
+    vector: list[float]
+    dim: int
+    dims: int
+
+
+class VectorsResponse(BaseModel):
+    vectors: list[list[float]] = Field(description="One vector per text, in request order.")
+    dims: int
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    embedding_dim: int
+    matryoshka_dims: list[int]
+    tasks: list[str]
+    device: str
+    dtype: str
+
+
+class _BadRequest(ValueError):
+    """The request is wrong (answered with 400 and the message)."""
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+# -- the routes ----------------------------------------------------------------------------------
+
+
+def inference_router(engine: JinaCLIPEngine) -> APIRouter:
+    """Routes speaking Weaviate's ``multi2vec-clip`` and ``text2vec-transformers`` inference
+    protocols with ``engine`` (see the module docstring); mount them at the root of an app, or
+    under a prefix that then belongs in the URLs given to Weaviate."""
+    router = APIRouter()
+    query_task = DEFAULT_QUERY_TASK if DEFAULT_QUERY_TASK in engine.tasks else None
+    info = model_info(engine)
+    failures: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorResponse, "description": "Bad request: invalid JSON, field or item"},
+        500: {"model": ErrorResponse, "description": "The model failed"},
+    }
+
+    async def vectorize(request: Request) -> Response:
+        return await _answer(_vectorize(engine, request))
+
+    router.add_api_route(
+        "/vectorize", vectorize, methods=["POST"], tags=["multi2vec-clip"], summary="Embed texts and images",
+        response_model=ClipResponse, responses=failures, openapi_extra=_request_body(ClipRequest),
+    )  # fmt: skip
+    for prefix, mode in (("", "config"), ("/passage", "passage"), ("/query", "query")):
+        endpoint = _vectors_endpoint(engine, query_task, mode)
+        for path, listed in ((f"{prefix}/vectors", True), (f"{prefix}/vectors/", False)):
+            router.add_api_route(
+                path, endpoint, methods=["POST"], tags=["text2vec-transformers"], include_in_schema=listed,
+                summary=f"Embed texts ({'task from config.task_type' if mode == 'config' else mode + ' task'})",
+                response_model=VectorResponse | VectorsResponse, responses=failures,
+                openapi_extra=_request_body(VectorRequest, VectorsRequest),
+            )  # fmt: skip
+        _add_status_routes(router, prefix, info)
+    return router
+
+
+def create_inference_app(engine: JinaCLIPEngine) -> FastAPI:
+    """A FastAPI app serving :func:`inference_router` at its root."""
+    from .. import __version__
+
+    app = FastAPI(
+        title="jina-clip Weaviate inference",
+        version=__version__,
+        description="Weaviate multi2vec-clip and text2vec-transformers inference protocols backed by jina-clip.",
+    )
+    app.include_router(inference_router(engine))
+    return app
+
+
+def model_info(engine: JinaCLIPEngine) -> dict[str, Any]:
+    """What ``GET /meta`` answers (Weaviate shows it under ``/v1/meta``)."""
+    return {
+        "name": engine.name_or_path,
+        "embedding_dim": engine.embedding_dim,
+        "matryoshka_dims": list(engine.matryoshka_dims),
+        "tasks": list(engine.tasks),
+        "device": str(engine.device),
+        "dtype": str(engine.dtype).removeprefix("torch."),
+    }
+
+
+def _add_status_routes(router: APIRouter, prefix: str, info: dict[str, Any]) -> None:
+    async def meta() -> dict[str, Any]:
+        return info
+
+    async def alive() -> Response:
+        return Response(status_code=204)
+
+    router.add_api_route(f"{prefix}/meta", meta, methods=["GET"], response_model=ModelInfo, tags=["status"])
+    for check in ("live", "ready"):
+        router.add_api_route(
+            f"{prefix}/.well-known/{check}", alive, methods=["GET"], status_code=204, response_class=Response,
+            tags=["status"], name=check,
+        )  # fmt: skip
+
+
+def _vectors_endpoint(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode):
+    async def vectors(request: Request) -> Response:
+        return await _answer(_vectors(engine, query_task, mode, request))
+
+    return vectors
+
+
+async def _vectorize(engine: JinaCLIPEngine, request: Request) -> dict[str, Any]:
+    body = _validate(ClipRequest, await _json_object(request))
+    texts = body.texts or []
+    images = [decode_image(image, i) for i, image in enumerate(body.images or [])]
+    return await run_in_threadpool(_clip_vectors, engine, texts, images)
+
+
+def _clip_vectors(engine: JinaCLIPEngine, texts: list[str], images: list[bytes]) -> dict[str, Any]:
+    text_vectors = engine.encode_text(texts, show_progress=False).tolist() if texts else []
+    image_vectors = engine.encode_image(images, show_progress=False).tolist() if images else []
+    return {"textVectors": text_vectors, "imageVectors": image_vectors}
+
+
+async def _vectors(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode, request: Request) -> dict[str, Any]:
+    data = await _json_object(request)
+    body = _validate(VectorsRequest if "texts" in data else VectorRequest, data)
+    config = body.config or VectorConfig()
+    if config.pooling_strategy not in (None, "masked_mean"):
+        raise _BadRequest(
+            f"pooling_strategy {config.pooling_strategy!r} is not supported: jina-clip mean-pools its text "
+            "tokens (masked_mean)"
+        )
+    task = _task(config, mode, query_task)
+    truncate_dim = _truncate_dim(engine, config.dimensions)
+    texts = body.texts if isinstance(body, VectorsRequest) else [body.text]
+    vectors = await run_in_threadpool(
+        engine.encode_text, texts, task=task, truncate_dim=truncate_dim, show_progress=False
+    )
+    dims = vectors.shape[1]
+    if isinstance(body, VectorsRequest):
+        return {"vectors": vectors.tolist(), "dims": dims}
+    return {"text": body.text, "vector": vectors[0].tolist(), "dim": dims, "dims": dims}
+
+
+def _task(config: VectorConfig, mode: TaskMode, query_task: str | None) -> str | None:
+    kind = config.task_type if mode == "config" else mode
+    if kind in (None, "passage"):
+        return None
+    if kind == "query":
+        return query_task
+    raise _BadRequest(f"task_type {kind!r} is not supported; expected 'query' or 'passage'")
+
+
+def _truncate_dim(engine: JinaCLIPEngine, dimensions: int | None) -> int | None:
+    """``config.dimensions`` as the engine's ``truncate_dim`` (None: the full size)."""
+    if dimensions is None or dimensions in engine.matryoshka_dims:
+        return dimensions
+    if dimensions == engine.embedding_dim:
+        return None
+    allowed = sorted({*engine.matryoshka_dims, engine.embedding_dim})
+    raise _BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {allowed}")
+
+
+def decode_image(value: str, index: int) -> bytes:
+    """The bytes of a base64 image (a ``data:image/...;base64,`` prefix is allowed); an
+    ``InputError`` naming ``index`` for anything that is not strict base64."""
+    match = _DATA_URI.match(value)
+    try:
+        data = base64.b64decode(value[match.end() :] if match else value, validate=True)
+    except ValueError as exc:  # binascii.Error, and non-ASCII text
+        raise InputError(index, f"not valid base64 ({exc})", kind="image") from None
+    if not data:
+        raise InputError(index, "empty image", kind="image")
+    return data
+
+
+# -- request parsing and error answers -------------------------------------------------------------
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()  # whatever the Content-Type: the Go client sends none
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _validate(model: type[BodyT], data: dict[str, Any]) -> BodyT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = error["loc"]
+        if len(loc) == 2 and loc[0] in ("texts", "images") and isinstance(loc[1], int):
+            raise InputError(loc[1], error["msg"], kind=loc[0][:-1]) from None
+        raise _BadRequest(f"{'.'.join(map(str, loc)) or 'body'}: {error['msg']}") from None
+
+
+async def _answer(work: Awaitable[dict[str, Any]]) -> JSONResponse:
+    """Run a route's work: its result with 200, or ``{"error": ...}`` with 400 or 500."""
+    try:
+        return JSONResponse(await work)
+    except (_BadRequest, InputError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    except Exception as exc:
+        logger.exception("vectorization failed")
+        return JSONResponse({"error": f"vectorization failed: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+def _request_body(*models: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON request body of one of ``models`` (the routes read
+    the body themselves, so FastAPI does not know it)."""
+    schemas = [_inline_schema(model) for model in models]
+    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with nested models written out (OpenAPI cannot resolve ``$defs``)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    return inline(schema)

@@ -1,0 +1,332 @@
+"""QdrantVectorizer on the embedded engine (qdrant-edge-py) and on qdrant-client local mode.
+
+Vectors are compared with the engine's own output (atol 1e-6: they are the same float32 numbers
+after a round trip through the store), and rankings with an exact numpy search over them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from jinaclip_integrations import InputError, StoreError
+from jinaclip_integrations._ingest import content_id
+from jinaclip_integrations.qdrant import FULL, SHORT, QdrantVectorizer, default_short_dim
+
+DATA = Path(__file__).parents[1] / "examples" / "data"
+BACKENDS = ["edge", "memory", "local-path"]
+PRESETS = ["default", "int8", "binary"]
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    folder = tmp_path / "data"
+    shutil.copytree(DATA, folder)
+    return folder
+
+
+def make(backend: str, tmp_path: Path, engine, **kwargs) -> QdrantVectorizer:
+    """A vectorizer on a fresh store; the same (backend, tmp_path) reopens the same store."""
+    kwargs.setdefault("show_progress", False)
+    if backend == "edge":
+        return QdrantVectorizer(tmp_path / "store", "things", engine=engine, **kwargs)
+    client = QdrantClient(":memory:") if backend == "memory" else QdrantClient(path=str(tmp_path / "local"))
+    return QdrantVectorizer(client, "things", engine=engine, **kwargs)
+
+
+def stored_vectors(vectorizer: QdrantVectorizer) -> dict[str, dict[str, np.ndarray]]:
+    """Every point's named vectors, by ID, read back from the store."""
+    store = vectorizer._store
+    if hasattr(store, "client"):
+        records, _ = store.client.scroll(store.name, limit=1000, with_vectors=True)
+    else:
+        records, _ = store.shard.scroll(store.edge.ScrollRequest(limit=1000, with_vector=True))
+    return {str(r.id): {k: np.asarray(v, dtype=np.float32) for k, v in r.vector.items()} for r in records}
+
+
+def expected_vectors(engine, folder: Path) -> dict[str, np.ndarray]:
+    files = sorted(p for p in folder.iterdir())
+    texts = [p for p in files if p.suffix == ".txt"]
+    images = [p for p in files if p.suffix == ".png"]
+    out = {}
+    for path, vector in zip(texts, engine.encode_text([p.read_text() for p in texts]), strict=True):
+        out[content_id("text", path.read_text())] = vector
+    for path, vector in zip(images, engine.encode_image(images), strict=True):
+        out[content_id("image", path.read_bytes())] = vector
+    return out
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_index_twice_stores_each_item_once_with_the_engines_vectors(backend, preset, tmp_path, data, engine):
+    vectorizer = make(backend, tmp_path, engine, preset=preset)
+    first = vectorizer.add_files([data])
+    second = vectorizer.add_files([data])
+    assert (first.added, first.existing, first.failed) == (6, 0, [])
+    assert (second.added, second.existing, second.failed) == (0, 6, [])
+    assert vectorizer.count() == 6
+    expected = expected_vectors(engine, data)
+    stored = stored_vectors(vectorizer)
+    assert set(stored) == set(expected)
+    short_dim = vectorizer.layout.short_dim
+    assert (short_dim is not None) == (preset == "default")
+    for pid, vector in expected.items():
+        np.testing.assert_allclose(stored[pid][FULL], vector, atol=1e-6)
+        if short_dim is not None:
+            short = vector[:short_dim] / np.linalg.norm(vector[:short_dim])
+            np.testing.assert_allclose(stored[pid][SHORT], short, atol=1e-6)
+    vectorizer.close()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_search_ranks_as_exact_search_and_filters_by_modality(backend, preset, tmp_path, data, engine):
+    vectorizer = make(backend, tmp_path, engine, preset=preset)
+    vectorizer.add_files([data])
+    expected = expected_vectors(engine, data)
+    ids = list(expected)
+    matrix = np.stack([expected[i] for i in ids])
+    query = engine.encode_text(["a red circle"], task="retrieval.query")[0]
+    order = np.argsort(-(matrix @ query))
+    hits = vectorizer.search_text("a red circle", limit=4)
+    assert [h.id for h in hits] == [ids[i] for i in order[:4]]
+    np.testing.assert_allclose([h.score for h in hits], (matrix @ query)[order[:4]], atol=1e-4)
+    images = vectorizer.search_image(data / "red_circle.png", limit=10, modality="image")
+    assert [h.modality for h in images] == ["image"] * 3
+    assert images[0].source == str(data / "red_circle.png") and images[0].score == pytest.approx(1.0, abs=1e-4)
+    texts = vectorizer.search_text("circles", limit=10, modality="text")
+    assert {h.source for h in texts} == {str(p) for p in data.glob("*.txt")}
+    assert all(h.text == Path(h.source).read_text() for h in texts)
+    vectorizer.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "local-path"])
+def test_reopened_store_keeps_points_and_layout(backend, tmp_path, data, engine):
+    with make(backend, tmp_path, engine, preset="int8") as vectorizer:
+        vectorizer.add_files([data])
+    if backend == "local-path":
+        vectorizer._store.client.close()  # a local path is locked by its client
+    reopened = make(backend, tmp_path, engine)  # preset None: keeps the stored one
+    assert reopened.layout.preset == "int8" and reopened.count() == 6
+    assert reopened.add_files([data]).existing == 6
+    with pytest.raises(StoreError, match="another layout"):
+        if backend == "local-path":
+            reopened._store.client.close()
+        make(backend, tmp_path, engine, preset="default")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interrupted_ingest_resumes_without_loss_or_duplicates(backend, tmp_path, data, engine, monkeypatch):
+    vectorizer = make(backend, tmp_path, engine, batch_size=2)
+    calls = []
+    real_upsert = vectorizer._store.upsert
+
+    def crash_on_second_batch(items, vectors):
+        calls.append(len(items))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a Ctrl-C mid-run looks like
+        real_upsert(items, vectors)
+
+    monkeypatch.setattr(vectorizer._store, "upsert", crash_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        vectorizer.add_files([data])
+    assert vectorizer.count() == 2
+    monkeypatch.setattr(vectorizer._store, "upsert", real_upsert)
+    embedded = []
+    real_embed = vectorizer.engine.encode_text
+    monkeypatch.setattr(vectorizer.engine, "encode_text", lambda t, **kw: embedded.extend(t) or real_embed(t, **kw))
+    report = vectorizer.add_files([data])
+    assert (report.added, report.existing) == (4, 2)
+    assert vectorizer.count() == 6
+    assert len(embedded) == 2  # the stored text was not embedded again
+    vectorizer.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory"])
+def test_bad_files_are_reported_by_name_or_stop_the_run(backend, tmp_path, data, engine):
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (data / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (data / "notes.pdf").write_bytes(b"%PDF-1.4")
+    vectorizer = make(backend, tmp_path, engine, on_error="skip")
+    report = vectorizer.add_files([data])
+    assert report.added == 6 and vectorizer.count() == 6
+    assert sorted(Path(f.source).name for f in report.failed) == ["broken.png", "latin1.txt"]
+    assert "not UTF-8" in next(f.reason for f in report.failed if f.source.endswith("latin1.txt"))
+    assert report.ignored == [str(data / "notes.pdf")]
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory"])
+def test_raise_stops_at_the_bad_file_and_keeps_what_was_written(backend, tmp_path, data, engine):
+    (data / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # sorts last: the 4th batch of 2
+    vectorizer = make(backend, tmp_path, engine, batch_size=2)
+    with pytest.raises(InputError, match="zz_broken.png") as info:
+        vectorizer.add_files([data])
+    assert info.value.kind == "image" and info.value.index == 6
+    assert vectorizer.count() == 6
+    (data / "zz_broken.png").unlink()
+    report = vectorizer.add_files([data])
+    assert (report.added, report.existing, vectorizer.count()) == (0, 6, 6)
+
+
+def test_explicit_paths_must_exist_and_be_images_or_texts(tmp_path, data, engine):
+    vectorizer = make("memory", tmp_path, engine)
+    with pytest.raises(InputError, match="does not exist"):
+        vectorizer.add_files([data / "missing.png"])
+    (data / "x.pdf").write_bytes(b"%PDF")
+    with pytest.raises(InputError, match="neither an image"):
+        vectorizer.add_files([data / "x.pdf"])
+    assert vectorizer.count() == 0
+
+
+def test_texts_and_images_in_memory_with_metadata(tmp_path, engine):
+    vectorizer = make("edge", tmp_path, engine)
+    report = vectorizer.add_texts(
+        ["a cat", "a dog", "a cat"], metadatas=[{"page": 1}, {"page": 2, "source": "b.pdf"}, {}]
+    )
+    assert (report.added, report.existing) == (2, 1)  # the repeated text is one point
+    vectorizer.add_images([DATA / "red_circle.png", (DATA / "red_circle.png").read_bytes()])  # same bytes: one point
+    assert vectorizer.count() == 3
+    hit = vectorizer.search_text("a dog", limit=1, modality="text")[0]
+    assert (hit.text, hit.source, hit.payload["page"]) == ("a dog", "b.pdf", 2)
+    with pytest.raises(InputError, match="index 1"):
+        vectorizer.add_texts(["fine", 3])
+    with pytest.raises(ValueError, match="metadatas"):
+        vectorizer.add_texts(["a"], metadatas=[{}, {}])
+
+
+def test_options_are_checked(tmp_path, engine):
+    with pytest.raises(ValueError, match="preset"):
+        make("memory", tmp_path, engine, preset="fast")
+    with pytest.raises(ValueError, match="short_dim 12"):
+        make("memory", tmp_path, engine, short_dim=12)
+    with pytest.raises(ValueError, match="on_error"):
+        make("memory", tmp_path, engine, on_error="ignore")
+    vectorizer = make("memory", tmp_path, engine, short_dim=32)
+    assert vectorizer.layout.short_dim == 32 and default_short_dim(engine) == 8  # 64 // 8
+    with pytest.raises(ValueError, match="dimensions"):
+        vectorizer.search_vector(np.ones(3))
+    with pytest.raises(ValueError, match="modality"):
+        vectorizer.search_text("x", modality="video")
+
+
+def test_a_foreign_collection_is_refused(engine):
+    client = QdrantClient(":memory:")
+    client.create_collection("things", vectors_config=models.VectorParams(size=64, distance=models.Distance.COSINE))
+    with pytest.raises(StoreError, match="not made by jinaclip"):
+        QdrantVectorizer(client, "things", engine=engine)
+
+
+def test_store_configs_follow_the_preset(tmp_path, engine):
+    """The collection each backend is asked for: what the presets promise (a real server and the
+    embedded engine honour it; local mode stores it without using it)."""
+    client = QdrantClient(":memory:")
+    for preset in PRESETS:
+        QdrantVectorizer(client, preset, engine=engine, preset=preset)
+        QdrantVectorizer(tmp_path, preset, engine=engine, preset=preset).close()
+    vectors = client.get_collection("default").config.params.vectors
+    assert vectors[FULL].hnsw_config.m == 0 and vectors[SHORT].size == 8  # only the short vector is indexed
+    for preset, kind in (("int8", "scalar"), ("binary", "binary")):
+        full = client.get_collection(preset).config.params.vectors
+        assert set(full) == {FULL} and full[FULL].on_disk is True
+        assert getattr(full[FULL].quantization_config, kind).always_ram is True
+    edge = json.loads((tmp_path / "default" / "edge_config.json").read_text())["vectors"]
+    assert edge[FULL]["hnsw_config"]["m"] == 0 and edge[SHORT]["size"] == 8
+    for preset, kind in (("int8", "scalar"), ("binary", "binary")):
+        full = json.loads((tmp_path / preset / "edge_config.json").read_text())["vectors"]
+        assert set(full) == {FULL} and full[FULL]["memory"] == "cold"
+        assert full[FULL]["quantization_config"][kind]["memory"] == "pinned"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_search_plan_prefetches_on_short_and_rescores_on_full(preset, engine, monkeypatch):
+    client = QdrantClient(":memory:")
+    vectorizer = QdrantVectorizer(client, "things", engine=engine, preset=preset)
+    vectorizer.add_texts(["a", "b"])
+    calls = []
+    real = client.query_points
+    monkeypatch.setattr(client, "query_points", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    vectorizer.search_text("a", limit=3, modality="text")
+    (call,) = calls
+    assert call["using"] == FULL and len(call["query"]) == 64
+    assert call["query_filter"].must[0].match.value == "text"
+    if preset == "default":
+        assert call["prefetch"].using == SHORT and len(call["prefetch"].query) == 8
+        assert call["prefetch"].limit == 100 and call["prefetch"].filter == call["query_filter"]
+    else:
+        assert call.get("prefetch") is None
+
+
+def test_same_image_given_any_way_is_one_point(tmp_path, engine):
+    vectorizer = make("memory", tmp_path, engine)
+    path = DATA / "red_circle.png"
+    data = path.read_bytes()
+    b64 = base64.b64encode(data).decode()
+    report = vectorizer.add_images([path, str(path), f"file://{path}", data, b64, f"data:image/png;base64,{b64}"])
+    assert (report.added, report.existing, report.failed) == (1, 5, [])
+    assert vectorizer.count() == 1
+
+
+def test_in_memory_images_with_other_pixels_or_palettes_get_other_ids(tmp_path, engine):
+    from PIL import Image
+
+    red, green = Image.new("P", (8, 8)), Image.new("P", (8, 8))
+    red.putpalette([255, 0, 0] * 256)
+    green.putpalette([0, 255, 0] * 256)
+    gray = Image.new("L", (8, 8))
+    array = np.zeros((8, 8), dtype=np.uint8)  # the same bytes as `gray`
+    vectorizer = make("memory", tmp_path, engine)
+    report = vectorizer.add_images([red, green, gray, np.stack([array] * 3, axis=-1)])
+    assert (report.added, report.existing) == (4, 0)
+
+
+def test_bad_in_memory_items_raise_or_are_skipped(tmp_path, engine):
+    vectorizer = make("memory", tmp_path, engine)
+    long_b64 = base64.b64encode((DATA / "red_circle.png").read_bytes()).decode()
+    assert len(long_b64) > 255  # too long for a file name: probing it as a path must not raise
+    with pytest.raises(InputError, match="index 1: 'no/such.png' is not an existing file"):
+        vectorizer.add_images([DATA / "red_circle.png", "no/such.png"])
+    with pytest.raises(InputError, match="index 0: .*lone surrogate"):
+        vectorizer.add_texts(["bad\ud800"])
+    with pytest.raises(InputError, match="index 1: metadata is not JSON"):
+        vectorizer.add_texts(["a", "b"], metadatas=[{}, {"when": object()}])
+    skipping = make("memory", tmp_path / "skip", engine, on_error="skip")
+    report = skipping.add_images([b"not an image", "no/such.png", long_b64, b"not an image", DATA / "red_circle.png"])
+    # the repeated bytes fail with their first copy; the file is the base64 image again
+    assert (report.added, report.existing, len(report.failed)) == (1, 1, 3)
+    assert "no/such.png" in [f.source for f in report.failed]
+    assert skipping.count() == 1
+
+
+def test_single_path_and_store_arguments(tmp_path, data, engine):
+    vectorizer = make("memory", tmp_path, engine)
+    report = vectorizer.add_files(str(data))  # one folder as a string, not its characters
+    assert report.added + report.existing + len(report.failed) == 6 and report.added == 6
+    for bad in (":memory:", "http://localhost:6333"):
+        with pytest.raises(ValueError, match="QdrantClient"):
+            QdrantVectorizer(bad, engine=engine)
+    with pytest.raises(ValueError, match="short_dim applies to the 'default' preset"):
+        make("memory", tmp_path, engine, preset="int8", short_dim=8)
+    edge = make("edge", tmp_path, engine)
+    edge.close()
+    with pytest.raises(StoreError, match="closed"):
+        edge.count()
+
+
+def test_a_store_of_another_model_is_refused(tmp_path, engine):
+    client = QdrantClient(":memory:")
+    QdrantVectorizer(client, "things", engine=engine)
+    meta = client.get_collection("things").config.metadata
+    assert meta["jinaclip_model"] == "jina-clip-v2-tiny"
+    client.update_collection("things", metadata={**meta, "jinaclip_model": "jina-clip-v1"})
+    with pytest.raises(StoreError, match="jina-clip-v1"):
+        QdrantVectorizer(client, "things", engine=engine)
+    QdrantVectorizer(tmp_path, "edge", engine=engine).close()
+    (tmp_path / "edge" / "jinaclip.json").write_text("{not json")
+    with pytest.raises(StoreError, match="damaged"):
+        QdrantVectorizer(tmp_path, "edge", engine=engine)
