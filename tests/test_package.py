@@ -83,20 +83,33 @@ def test_core_dependencies_only():
     assert "qdrant-edge-py==0.9.0" in extras["qdrant"]  # pinned: its API still changes
 
 
-def test_readme_main_job_runs():
+MAIN_JOB = 'export JINACLIP_MODEL=tests/fixtures/jina-clip-v2-tiny JINACLIP_STORE=.jinaclip-store && jinaclip index examples/data && jinaclip search "a red circle" && jinaclip search --image examples/data/red_circle.png'  # noqa: E501
+
+
+def test_readme_main_job_runs(tmp_path):
+    """The README's main job, as CI runs it (.ci/run has the same steps), in a scratch store."""
     readme = (ROOT / "README.md").read_text()
-    command = "python examples/qdrant_multimodal.py --model tests/fixtures/jina-clip-v2-tiny"
-    assert command in readme and command in (ROOT / ".ci" / "run").read_text()
-    result = run("examples/qdrant_multimodal.py", "--model", "tests/fixtures/jina-clip-v2-tiny")
+    assert MAIN_JOB in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert all(step in ci for step in MAIN_JOB.split(" && "))
+    job = MAIN_JOB.replace(".jinaclip-store", str(tmp_path / "store"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", job], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[:3] == [
+    assert lines[0].endswith("6 added, 0 already stored, 0 failed, 0 other files ignored; 6 points in all")
+    # searching with a stored image finds that image first, at cosine 1
+    assert lines[7].split()[:4] == ["1", "1.0000", "image", "examples/data/red_circle.png"]
+
+
+def test_qdrant_example_runs():
+    result = run("examples/qdrant_multimodal.py", "--model", "tests/fixtures/jina-clip-v2-tiny")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:3] == [
         "first index run: 6 added, 0 already stored, 0 failed",
         "second index run: 0 added, 6 already stored, 0 failed",
         "6 points of jina-clip-v2-tiny: full 64-d + short 8-d vectors, preset default",
     ]
-    # searching with a stored image finds that image first, at cosine 1
-    assert lines[lines.index("search by image red_circle.png:") + 1].split() == ["1.000", "image", "red_circle.png"]
 
 
 def test_similarity_example_runs():
