@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .llama_index import JinaCLIPEmbedding as JinaCLIPEmbedding
     from .llama_index import LlamaIndexCrossModalRetriever as LlamaIndexCrossModalRetriever
     from .qdrant import QdrantVectorizer as QdrantVectorizer
+    from .server import ServerSettings as ServerSettings
+    from .server import create_app as create_app
     from .weaviate import WeaviateVectorizer as WeaviateVectorizer
     from .weaviate import create_inference_app as create_inference_app
 
@@ -43,6 +45,8 @@ _INTEGRATIONS = {
     "JinaCLIPEmbedding": ".llama_index",
     "LlamaIndexCrossModalRetriever": ".llama_index",
     "QdrantVectorizer": ".qdrant",
+    "ServerSettings": ".server",
+    "create_app": ".server",
     "WeaviateVectorizer": ".weaviate",
     "create_inference_app": ".weaviate",
 }

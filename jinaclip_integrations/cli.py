@@ -152,10 +152,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve /v1/embeddings (OpenAI and Jina), /v1/models, health and the Weaviate routes."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from .server import create_app, settings_from_args
-
+        from .server import create_app, settings_from_args
+    except ImportError as exc:
+        raise ImportError(f'jinaclip serve needs FastAPI and uvicorn ({exc}): pip install "jinaclip-integrations[server]"') from exc  # fmt: skip
     app = create_app(_engine(args), settings_from_args(args))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
@@ -214,6 +216,7 @@ def _vectorizer(args: argparse.Namespace, *, create: bool):
 def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     """The argument parser, with ``values`` (see :func:`defaults`) as the defaults."""
     from . import __version__
+    from .server import add_server_arguments
 
     parser = argparse.ArgumentParser(
         prog="jinaclip", description="Run jina-clip locally: index and search texts and images, embed, serve."
@@ -255,22 +258,13 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     embed.set_defaults(run=cmd_embed)
 
     serve = commands.add_parser("serve", parents=[common], help="serve the embeddings HTTP API")
-    try:
-        from .server import add_server_arguments
-    except ImportError:  # without the server extra, `serve` says what to install when run
-        serve.set_defaults(run=_needs_server)
-    else:
-        add_server_arguments(serve)
-        serve.set_defaults(run=cmd_serve)
+    add_server_arguments(serve)  # needs no extra; running the server does
+    serve.set_defaults(run=cmd_serve)
 
     info = commands.add_parser("info", parents=[common], help="describe the model: device, dtype, sizes, tasks")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=cmd_info)
     return parser
-
-
-def _needs_server(args: argparse.Namespace) -> int:
-    raise ImportError('jinaclip serve needs FastAPI and uvicorn: pip install "jinaclip-integrations[server]"')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

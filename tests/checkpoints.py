@@ -1,10 +1,11 @@
-"""Write random jina-clip-v2 checkpoints of any size in the published layout.
+"""Write random jina-clip checkpoints (v2 or v1) of any size in the published layout.
 
-The key names and shapes are those of the published ``model.safetensors`` (see the fixture's
-README); the config is the public tiny fixture's ``config.json`` with the sizes replaced, and
-the tokenizer files are the fixture's. LoRA ``lora_B`` tensors are random (not zero as at
-training start), so a checkpoint whose adapter were not merged, or merged wrongly, gives
-different embeddings.
+The key names and shapes are those of the published ``model.safetensors`` (see the fixtures'
+READMEs); the config is a tiny fixture's ``config.json`` with the sizes replaced, and the
+tokenizer files are that fixture's. The template's ``hf_model_name_or_path`` tells which text
+tower to write: jina-clip-v2's XLM-RoBERTa with LoRA, or jina-clip-v1's JinaBERT. LoRA
+``lora_B`` tensors are random (not zero as at training start), so a checkpoint whose adapter
+were not merged, or merged wrongly, gives different embeddings.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from reference_impl import T, V
+from reference_impl import T1, T, V
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+JINA_BERT = "jinaai/jina-bert-flash-implementation"
 
 
 def _lora(rng, name: str, out_in: tuple[int, int], n: int, rank: int, embedding: bool, std: float) -> dict:
@@ -39,9 +41,43 @@ def _norm(rng, name: str, dim: int) -> dict:
 
 def random_state_dict(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(seed)
-    kw = config["text_config"]["hf_model_config_kwargs"]
-    H, F, Vs, n, r = kw["hidden_size"], kw["intermediate_size"], kw["vocab_size"], len(kw["lora_adaptations"]), kw["lora_rank"]  # fmt: skip
     sd: dict = {"logit_scale": np.array(2.6592)}
+    if config["text_config"]["hf_model_name_or_path"] == JINA_BERT:
+        sd.update(_jinabert_text(rng, config["text_config"]["hf_model_config_kwargs"]))
+    else:
+        sd.update(_xlm_roberta_text(rng, config["text_config"]["hf_model_config_kwargs"]))
+    sd.update(_vision(rng, config["vision_config"]))
+    return {k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()}
+
+
+def _jinabert_text(rng, kw: dict) -> dict:
+    """jina-clip-v1's JinaBERT: fused ``Wqkv``, ``gated_layers`` [2I, H] without bias, ``wo``; no
+    position embeddings. q/k/v and the GLU weights have a large spread so that attention is far
+    from uniform (the ALiBi bias matters) and both GLU halves move the output."""
+    H, F, Vs = kw["hidden_size"], kw["intermediate_size"], kw["vocab_size"]
+    sd = {
+        T1 + "embeddings.word_embeddings.weight": rng.normal(0, 0.5, (Vs, H)),
+        T1 + "embeddings.token_type_embeddings.weight": rng.normal(0, 0.5, (kw["type_vocab_size"], H)),
+    }
+    sd.update(_norm(rng, T1 + "emb_ln", H))
+    for i in range(kw["num_hidden_layers"]):
+        p = f"{T1}encoder.layers.{i}."
+        sd[p + "mixer.Wqkv.weight"] = rng.normal(0, 0.25, (3 * H, H))
+        sd[p + "mixer.Wqkv.bias"] = rng.normal(0, 0.1, 3 * H)
+        sd[p + "mixer.out_proj.weight"] = rng.normal(0, 0.1, (H, H))
+        sd[p + "mixer.out_proj.bias"] = rng.normal(0, 0.1, H)
+        sd[p + "mlp.gated_layers.weight"] = rng.normal(0, 0.15, (2 * F, H))
+        sd[p + "mlp.wo.weight"] = rng.normal(0, 0.15, (H, F))
+        sd[p + "mlp.wo.bias"] = rng.normal(0, 0.1, H)
+        sd.update(_norm(rng, p + "norm1", H))
+        sd.update(_norm(rng, p + "norm2", H))
+    return sd
+
+
+def _xlm_roberta_text(rng, kw: dict) -> dict:
+    """jina-clip-v2's XLM-RoBERTa: every Linear/Embedding weight a LoRA parametrization."""
+    H, F, Vs, n, r = kw["hidden_size"], kw["intermediate_size"], kw["vocab_size"], len(kw["lora_adaptations"]), kw["lora_rank"]  # fmt: skip
+    sd: dict = {}
     sd.update(_lora(rng, T + "embeddings.word_embeddings", (Vs, H), n, r, True, 0.5))
     sd.update(_lora(rng, T + "embeddings.token_type_embeddings", (kw["type_vocab_size"], H), n, r, True, 0.5))
     sd.update(_norm(rng, T + "emb_ln", H))
@@ -57,11 +93,15 @@ def random_state_dict(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
         sd[p + "mlp.fc2.bias"] = rng.normal(0, 0.1, H)
         sd.update(_norm(rng, p + "norm1", H))
         sd.update(_norm(rng, p + "norm2", H))
+    return sd
 
-    vc = config["vision_config"]
+
+def _vision(rng, vc: dict) -> dict:
+    """The EVA02 tower, the same layout in v1 and v2."""
     W, P = vc["width"], vc["patch_size"]
     G = vc["image_size"] // P
     Hm = int(W * vc["mlp_ratio"])
+    sd: dict = {}
     sd[V + "cls_token"] = rng.normal(0, 0.5, (1, 1, W))
     sd[V + "pos_embed"] = rng.normal(0, 0.5, (1, G * G + 1, W))
     sd[V + "patch_embed.proj.weight"] = rng.normal(0, 0.1, (W, 3, P, P))
@@ -86,7 +126,7 @@ def random_state_dict(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
         if vc["subln"]:
             sd.update(_norm(rng, p + "attn.inner_attn_ln", W))
             sd.update(_norm(rng, p + "mlp.ffn_ln", Hm))
-    return {k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()}
+    return sd
 
 
 def write_checkpoint(
@@ -114,7 +154,8 @@ def write_checkpoint(
     preprocessor["size"] = config["vision_config"]["image_size"]
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     for name in TOKENIZER_FILES:
-        shutil.copy(template / name, folder / name)
+        if (template / name).is_file():
+            shutil.copy(template / name, folder / name)
     sd = random_state_dict(config, seed)
     save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
     return config, sd

@@ -13,18 +13,29 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V2_TINY = FIXTURES / "jina-clip-v2-tiny"
+V1_TINY = FIXTURES / "jina-clip-v1-tiny"
+
+
+def _golden_folders(text_base_model: str) -> list[Path]:
+    """Fixture folders with golden outputs whose text tower is built on ``text_base_model``."""
+    found = []
+    for folder in sorted(FIXTURES.iterdir()):
+        if (folder / "golden.npz").is_file() and (folder / "config.json").is_file():
+            config = json.loads((folder / "config.json").read_text())
+            if config.get("text_config", {}).get("hf_model_name_or_path") == text_base_model:
+                found.append(folder)
+    return found
 
 
 def golden_v2_folders() -> list[Path]:
     """Every jina-clip-v2 fixture folder with golden outputs (the public tiny set, and any
     other set dropped into tests/fixtures: all get the same parity checks)."""
-    found = []
-    for folder in sorted(FIXTURES.iterdir()):
-        if (folder / "golden.npz").is_file() and (folder / "config.json").is_file():
-            config = json.loads((folder / "config.json").read_text())
-            if config.get("text_config", {}).get("hf_model_name_or_path") == "jinaai/jina-embeddings-v3":
-                found.append(folder)
-    return found
+    return _golden_folders("jinaai/jina-embeddings-v3")
+
+
+def golden_v1_folders() -> list[Path]:
+    """Every jina-clip-v1 fixture folder with golden outputs, likewise."""
+    return _golden_folders("jinaai/jina-bert-flash-implementation")
 
 
 def copy_fixture(

@@ -1,12 +1,14 @@
-"""An independent, deliberately naive jina-clip-v2 forward pass, used as a test oracle.
+"""An independent, deliberately naive jina-clip forward pass (v2 and v1), used as a test oracle.
 
-Written from the fixture README's description of the reference model, directly on the
+Written from the fixture READMEs' description of the reference models, directly on the
 *published* tensor names and layouts: LoRA weights applied as ``W + B @ A * scale`` at every
 call, the fused ``Wqkv``, separate q/k/v projections with ``q_bias``/``v_bias``, explicit
 attention with -10000 on padded keys, an einsum-built 2-D RoPE table applied to all tokens
-but CLS. It shares no code with the package. ``test_reference_impl_matches_goldens`` checks
-it against the golden outputs; the tests of other configurations then trust it for sizes that
-have no goldens.
+but CLS; for v1 the JinaBERT text tower with its ALiBi bias built by the ALiBi paper's own
+recursive slope rule, an explicit softmax and an erf-written GELU. It shares no code with the
+package. ``test_reference_impl_matches_goldens`` (v2) and ``test_jinabert_reference_matches_goldens``
+(v1) check it against the golden outputs; the tests of other configurations then trust it for
+sizes that have no goldens. The vision forward serves both versions.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 T = "text_model.transformer.roberta."
+T1 = "text_model.transformer."  # jina-clip-v1 (JinaBERT)
 V = "vision_model."
 
 
@@ -75,6 +78,60 @@ def text_forward(sd: dict, config: dict, input_ids: torch.Tensor) -> torch.Tenso
         h = x @ _lora_weight(sd, p + "mlp.fc1", kw, adapter, False).T + sd[p + "mlp.fc1.bias"]
         h = F.gelu(h) @ _lora_weight(sd, p + "mlp.fc2", kw, adapter, False).T + sd[p + "mlp.fc2.bias"]
         x = F.layer_norm(x + h, (H,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps)
+    return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+
+def alibi_slopes(n: int) -> list[float]:
+    """ALiBi slopes as the ALiBi paper's code writes them: a geometric sequence starting at
+    ``2**(-8/n)`` for a power of two, else the closest lower power's slopes plus every other
+    slope of twice that many heads."""
+
+    def geometric(n: int) -> list[float]:
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    if math.log2(n).is_integer():
+        return geometric(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return geometric(closest) + alibi_slopes(2 * closest)[0::2][: n - closest]
+
+
+def jinabert_text_forward(sd: dict, config: dict, input_ids: torch.Tensor) -> torch.Tensor:
+    """jina-clip-v1: mean-pooled JinaBERT features [B, H] (not normalized) for padded ``input_ids``."""
+    kw = config["text_config"]["hf_model_config_kwargs"]
+    pad = kw["pad_token_id"]
+    eps = kw["layer_norm_eps"]
+    heads = kw["num_attention_heads"]
+    inter = kw["intermediate_size"]
+    mask = (input_ids != pad).float()
+    B, L = input_ids.shape
+
+    x = sd[T1 + "embeddings.word_embeddings.weight"][input_ids] + sd[T1 + "embeddings.token_type_embeddings.weight"][0]
+    x = F.layer_norm(x, x.shape[-1:], sd[T1 + "emb_ln.weight"], sd[T1 + "emb_ln.bias"], eps)
+    H = x.shape[-1]
+    d = H // heads
+
+    slopes = torch.tensor(alibi_slopes(heads))
+    i = torch.arange(L)
+    alibi = -slopes.view(heads, 1, 1) * (i.view(1, L, 1) - i.view(1, 1, L)).abs().float()  # [heads, L, L]
+    bias = alibi[None] + (1.0 - mask)[:, None, None, :] * -10000.0
+
+    def gelu(t):  # exact GELU
+        return 0.5 * t * (1.0 + torch.erf(t / math.sqrt(2.0)))
+
+    for layer in range(kw["num_hidden_layers"]):
+        p = f"{T1}encoder.layers.{layer}."
+        qkv = x @ sd[p + "mixer.Wqkv.weight"].T + sd[p + "mixer.Wqkv.bias"]
+        q, k, v = (t.reshape(B, L, heads, d).transpose(1, 2) for t in qkv.split(H, dim=-1))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d) + bias
+        weights = (scores - scores.amax(-1, keepdim=True)).exp()
+        weights = weights / weights.sum(-1, keepdim=True)
+        att = (weights @ v).transpose(1, 2).reshape(B, L, H)
+        att = att @ sd[p + "mixer.out_proj.weight"].T + sd[p + "mixer.out_proj.bias"]
+        x = F.layer_norm(x + att, (H,), sd[p + "norm1.weight"], sd[p + "norm1.bias"], eps)
+        y = x @ sd[p + "mlp.gated_layers.weight"].T
+        m = (gelu(y[..., :inter]) * y[..., inter:]) @ sd[p + "mlp.wo.weight"].T + sd[p + "mlp.wo.bias"]
+        x = F.layer_norm(x + m, (H,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps)
     return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
 

@@ -1,4 +1,5 @@
-"""config.json parsing, and how the text tower's sizes are found (kwargs > base config > built-in)."""
+"""config.json parsing, and how the text tower's sizes are found (kwargs > base config > built-in),
+for both text architectures (v2: XLM-RoBERTa, v1: JinaBERT)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import V2_TINY, copy_fixture
+from conftest import V1_TINY, V2_TINY, copy_fixture
 from jinaclip_integrations import CheckpointError, JinaCLIPEngine
-from jinaclip_integrations.engine.config import JINA_EMBEDDINGS_V3_TEXT_CONFIG, parse_config
+from jinaclip_integrations.engine.config import (
+    JINA_BERT_TEXT_CONFIG,
+    JINA_EMBEDDINGS_V3_TEXT_CONFIG,
+    JinaBertConfig,
+    parse_config,
+)
 from jinaclip_integrations.engine.weights import load_config
 
 FULL = Path(__file__).parents[1] / "benchmarks" / "configs" / "jina-clip-v2"
@@ -123,3 +129,108 @@ def test_config_defaults_for_task_and_truncation(tmp_path, engine, manifest):
     np.testing.assert_allclose(other.encode_text(texts), engine.encode_text(texts, task="retrieval.query", truncate_dim=16), atol=1e-6)  # fmt: skip
     assert other.encode_image([np.full((8, 8, 3), 7, np.uint8)]).shape == (1, 16)
     assert other.encode_text(texts, truncate_dim=64).shape == (4, 64)
+
+
+# -- jina-clip-v1 (JinaBERT text tower) ------------------------------------------------------
+
+
+def published_v1_config() -> dict:
+    """A jina-clip-v1 config.json as published: the v1 fixture's fields with the real sizes, and
+    ``hf_model_config_kwargs`` holding only ``use_flash_attn`` (the text sizes are not listed)."""
+    config = json.loads((V1_TINY / "config.json").read_text())
+    config["text_config"]["hf_model_config_kwargs"] = {"use_flash_attn": False}
+    config["vision_config"].update(width=768, layers=12, head_width=64, image_size=224, pt_hw_seq_len=14)
+    config["text_config"]["embed_dim"] = config["vision_config"]["embed_dim"] = config["projection_dim"] = 768
+    return config
+
+
+def test_v1_tiny_fixture_is_jinabert_with_sizes_from_kwargs():
+    cfg = load_config(V1_TINY)
+    assert isinstance(cfg.text, JinaBertConfig)
+    t = cfg.text
+    assert (t.vocab_size, t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.intermediate_size) == (420, 64, 2, 4, 128)  # fmt: skip
+    assert (t.layer_norm_eps, t.type_vocab_size, t.pad_token_id, t.hidden_act) == (1e-12, 2, 0, "gelu")
+    assert t.max_position_embeddings == 8192  # not in the kwargs: the jina-bert built-in value
+    assert cfg.tasks == () and t.default_instruction_task is None and cfg.matryoshka_dims == ()
+    v = cfg.vision
+    assert (v.intp_freq, v.pt_hw_seq_len, v.grid_size, v.rope_grid, v.num_heads) == (False, 4, 4, 4, 4)
+
+
+def test_published_v1_config_falls_back_to_builtin_jina_bert():
+    cfg = parse_config(published_v1_config(), base_text_config=None)
+    t = cfg.text
+    assert isinstance(t, JinaBertConfig)
+    assert (t.vocab_size, t.hidden_size, t.num_hidden_layers, t.num_attention_heads) == (30528, 768, 12, 12)
+    assert (t.intermediate_size, t.layer_norm_eps, t.type_vocab_size, t.pad_token_id) == (3072, 1e-12, 2, 0)
+    assert (cfg.vision.grid_size, cfg.vision.rope_grid, cfg.vision.mlp_hidden) == (14, 14, 2048)
+
+
+def test_v1_base_config_from_the_hub_cache_is_jinabert_by_name(tmp_path):
+    """A cached jina-bert config.json that does not name its position scheme is still JinaBERT."""
+    name = "models--jinaai--jina-bert-flash-implementation"
+    snapshot = tmp_path / "hub" / name / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    cached = {k: v for k, v in JINA_BERT_TEXT_CONFIG.items() if k != "position_embedding_type"}
+    (snapshot / "config.json").write_text(json.dumps({**cached, "num_hidden_layers": 5}))
+    (tmp_path / "hub" / name / "refs").mkdir()
+    (tmp_path / "hub" / name / "refs" / "main").write_text("0123abc")
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(published_v1_config()))
+    text = load_config(folder, cache_dir=tmp_path / "hub").text
+    assert isinstance(text, JinaBertConfig) and text.num_hidden_layers == 5
+
+
+def test_v1_alibi_base_config_from_a_local_folder_and_kwargs_win(tmp_path):
+    base = tmp_path / "my-jina-bert"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({**JINA_BERT_TEXT_CONFIG, "num_hidden_layers": 3, "num_attention_heads": 6}))  # fmt: skip
+    config = published_v1_config()
+    config["text_config"]["hf_model_name_or_path"] = str(base)
+    config["text_config"]["hf_model_config_kwargs"]["num_attention_heads"] = 3
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    text = load_config(folder).text
+    assert isinstance(text, JinaBertConfig)
+    assert (text.num_hidden_layers, text.num_attention_heads) == (3, 3)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("mlp_type", "mlp", "mlp_type='mlp' is not supported"),
+        ("hidden_act", "gelu_new", "hidden_act='gelu_new' is not supported"),
+        ("use_qk_norm", True, "use_qk_norm=True is not supported"),
+        ("window_size", [256, 256], r"window_size=\[256, 256\] is not supported"),
+        ("num_attention_heads", 5, "hidden_size=64 is not a multiple of num_attention_heads=5"),
+        ("vocab_size", None, "has no 'vocab_size'"),
+    ],
+)
+def test_unsupported_v1_text_options_are_checkpoint_errors(key, value, message):
+    config = json.loads((V1_TINY / "config.json").read_text())
+    kwargs = config["text_config"]["hf_model_config_kwargs"]
+    if value is None:
+        del kwargs[key]
+        config["text_config"]["hf_model_name_or_path"] = "someone/unknown-alibi-model"
+        kwargs["position_embedding_type"] = "alibi"
+    else:
+        kwargs[key] = value
+    with pytest.raises(CheckpointError, match=message):
+        parse_config(config)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("text_config", "proj_type"), "linear", "proj_type"),
+        (("text_config", "embed_dim"), 32, "embed_dim=32 differs from hidden_size=64"),
+        (("text_config", "default_instruction_task"), "retrieval.query", "default_instruction_task"),
+        (("vision_config", "pt_hw_seq_len"), 14, "RoPE table side 14"),
+    ],
+)
+def test_inconsistent_v1_config_is_a_checkpoint_error(path, value, message):
+    config = json.loads((V1_TINY / "config.json").read_text())
+    config[path[0]][path[1]] = value
+    with pytest.raises(CheckpointError, match=message):
+        parse_config(config)

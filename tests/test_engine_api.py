@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import V2_TINY, load_engine
+from conftest import V1_TINY, V2_TINY, load_engine
 from jinaclip_integrations import InputError, JinaCLIPEngine
 from jinaclip_integrations.engine.engine import resolve_device, resolve_dtype
 
@@ -242,3 +243,68 @@ def test_gpu_parity(dtype, manifest, golden, image_paths):
         assert np.isfinite(text).all() and (text * golden[f"text_emb_{key}"]).sum(1).min() >= 0.999
     image = engine.encode_image(image_paths)
     assert np.isfinite(image).all() and (image * golden["image_emb"]).sum(1).min() >= 0.999
+
+
+# -- jina-clip-v1: no task instructions, no Matryoshka dimensions, longer texts ---------------
+
+
+@pytest.fixture(scope="module")
+def v1():
+    return load_engine(V1_TINY)
+
+
+def test_v1_refuses_task_and_truncate_dim_naming_the_model(v1):
+    """The reference only warns and goes on; the spec asks for an error that says why."""
+    assert v1.tasks == () and v1.matryoshka_dims == () and v1.embedding_dim == 64
+    with pytest.raises(ValueError, match=r"jina-clip-v1-tiny was not trained with task instructions; task must be None"):  # fmt: skip
+        v1.encode_text(["a"], task="retrieval.query")
+    message = r"jina-clip-v1-tiny was not trained for Matryoshka truncation; truncate_dim must be None"
+    for d in (16, 64):
+        with pytest.raises(ValueError, match=message):
+            v1.encode_text(["a"], truncate_dim=d)
+        with pytest.raises(ValueError, match=message):
+            v1.encode_image([V1_TINY / "rgb_tiny_5x7.png"], truncate_dim=d)
+    assert v1.encode_text([]).shape == v1.encode_image([]).shape == (0, 64)
+
+
+def test_v1_max_length_default_and_limit(v1):
+    assert v1.max_length == 512
+    assert JinaCLIPEngine(v1.model, v1.tokenizer, max_length=8192).max_length == 8192
+    with pytest.raises(ValueError, match="max_length must be between 2 and 8192"):
+        JinaCLIPEngine(v1.model, v1.tokenizer, max_length=8193)
+
+
+def test_v1_long_text_beyond_512_tokens(v1):
+    """ALiBi has no position table: a 2000-token text runs, and batching still changes nothing."""
+    long = JinaCLIPEngine(v1.model, v1.tokenizer, max_length=2048)
+    texts = ["a photo of a cat " * 400, "a dog", "the beach at sunset " * 100]
+    ids = long.tokenizer.encode(texts, 2048)
+    assert len(ids[0]) == 2048 and ids[0][-1] == 102  # truncated, still ends with [SEP]
+    np.testing.assert_allclose(long.encode_text(texts, batch_size=1), long.encode_text(texts), **EMB)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_v1_low_precision_on_cpu_stays_close(dtype):
+    """The ALiBi + padding mask is cast to the query dtype; cosine >= 0.999 to the fp32 goldens."""
+    engine = load_engine(V1_TINY, dtype)
+    manifest = json.loads((V1_TINY / "manifest.json").read_text())
+    with np.load(V1_TINY / "golden.npz") as golden:
+        text_golden, image_golden = golden["text_emb_none"], golden["image_emb"]
+    assert engine.model.text.alibi_slopes.dtype == torch.float32
+    assert (engine.encode_text(manifest["texts"]) * text_golden).sum(1).min() >= 0.999
+    images = engine.encode_image([V1_TINY / name for name in manifest["images"]])
+    assert (images * image_golden).sum(1).min() >= 0.999
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_v1_gpu_parity(dtype):
+    """On the GPU, v1's bf16/fp16 embeddings agree with the fp32 CPU goldens: cosine >= 0.999."""
+    engine = JinaCLIPEngine.from_pretrained(V1_TINY, device="cuda", dtype=dtype, show_progress=False)
+    manifest = json.loads((V1_TINY / "manifest.json").read_text())
+    with np.load(V1_TINY / "golden.npz") as golden:
+        text_golden, image_golden = golden["text_emb_none"], golden["image_emb"]
+    text = engine.encode_text(manifest["texts"])
+    assert np.isfinite(text).all() and (text * text_golden).sum(1).min() >= 0.999
+    image = engine.encode_image([V1_TINY / name for name in manifest["images"]])
+    assert np.isfinite(image).all() and (image * image_golden).sum(1).min() >= 0.999

@@ -31,7 +31,7 @@ def test_public_names():
             "shared_engine", "FusedHit", "fuse_modalities"}  # fmt: skip
     integrations = {"JinaCLIPEmbeddings", "MultimodalQdrantVectorStore", "LangChainCrossModalRetriever",
                     "JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever", "QdrantVectorizer", "WeaviateVectorizer",
-                    "create_inference_app"}  # fmt: skip
+                    "create_inference_app", "create_app", "ServerSettings"}  # fmt: skip
     assert set(jinaclip_integrations.__all__) == core
     assert set(dir(jinaclip_integrations)) == core | integrations
     for name in core | integrations:
@@ -59,7 +59,8 @@ import jinaclip_integrations as j
 from jinaclip_integrations import *  # needs no extra
 j.JinaCLIPEngine, j.fuse_modalities  # the core still works
 for name, extra in (("JinaCLIPEmbeddings", "langchain"), ("JinaCLIPEmbedding", "llama-index"),
-                    ("QdrantVectorizer", "qdrant"), ("WeaviateVectorizer", "weaviate"), ("create_inference_app", "server")):
+                    ("QdrantVectorizer", "qdrant"), ("WeaviateVectorizer", "weaviate"), ("create_inference_app", "server"),
+                    ("create_app", "server")):
     try:
         getattr(j, name)
     except ImportError as exc:
@@ -132,3 +133,9 @@ def test_qdrant_benchmark_smoke():
     rows = [line for line in result.stdout.splitlines() if line.startswith(("| edge", "| local"))]
     assert len(rows) == 6  # 2 engines x 3 presets
     assert "Query throughput, embedded engine over local mode" in result.stdout
+
+
+def test_server_benchmark_smoke():
+    result = run("benchmarks/bench_server.py", "--smoke")
+    assert result.returncode == 0, result.stderr
+    assert "merged / unmerged" in result.stdout

@@ -15,12 +15,10 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,11 +26,11 @@ from types import SimpleNamespace
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from _servers import serve
 from conftest import V2_TINY, copy_fixture
 from jinaclip_integrations import JinaCLIPEngine
 from jinaclip_integrations.weaviate import create_inference_app, inference_router
@@ -49,19 +47,8 @@ def b64(path: Path) -> str:
 @pytest.fixture(scope="module")
 def base_url(engine):
     """The app served by uvicorn on a free local port for the whole module."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_inference_app(engine), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(create_inference_app(engine), lifespan="off") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import conftest
-from conftest import V2_TINY
+from conftest import V1_TINY, V2_TINY
 from jinaclip_integrations import CheckpointError, JinaCLIPEngine
 
 EMB = dict(atol=1e-5, rtol=1e-4)
@@ -68,6 +68,27 @@ def test_shape_mismatch_names_weight_and_shapes(tmp_path):
 
     with pytest.raises(CheckpointError, match=r"mlp\.fc1\.weight.*\(128, 64\).*\(96, 64\)"):
         load(copy_fixture(tmp_path, config_edit=wider_ffn))
+
+
+@pytest.mark.parametrize(
+    "drop, add, expected",
+    [
+        ("text_model.transformer.encoder.layers.1.mlp.gated_layers.weight", None, "missing key"),
+        (None, "text_model.transformer.encoder.layers.0.mlp.gated_layers.bias", "unexpected key"),
+        (None, "text_model.transformer.embeddings.position_embeddings.weight", "unexpected key"),
+    ],
+)
+def test_v1_checkpoint_is_loaded_strictly(tmp_path, drop, add, expected):
+    """jina-clip-v1's JinaBERT keys are checked like v2's: a missing or extra tensor is named."""
+    tensors = {k: v for k, v in load_file(str(V1_TINY / "model.safetensors")).items() if k != drop}
+    if add is not None:
+        tensors[add] = torch.zeros(8)
+    folder = tmp_path / "v1"
+    shutil.copytree(V1_TINY, folder)
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=expected) as info:
+        load(folder)
+    assert (drop or add) in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "config.json"])

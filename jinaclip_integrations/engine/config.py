@@ -1,12 +1,14 @@
 """The published ``config.json`` and ``preprocessor_config.json`` as small frozen dataclasses.
 
 Pure parsing: no file or network access happens here (``weights.py`` finds the files). The one
-subtlety is the text tower of jina-clip-v2: its published config does not list the tower's
-sizes. The reference implementation builds the tower's config from the config of the model
-named in ``text_config.hf_model_name_or_path`` (jina-embeddings-v3), updated by
+subtlety is the text tower: the published configs do not list its sizes (jina-clip-v1's
+``hf_model_config_kwargs`` holds only ``use_flash_attn``). The reference implementation builds the
+tower's config from the config of the model named in ``text_config.hf_model_name_or_path``
+(jina-embeddings-v3 for v2, jina-bert-flash-implementation for v1), updated by
 ``text_config.hf_model_config_kwargs``; :func:`parse_config` does the same, given that base
 config (or ``None`` when it could not be found, in which case the built-in values below for the
-known base models are used).
+known base models are used). The base model also selects the architecture: JinaBERT with ALiBi
+biases (:class:`JinaBertConfig`) or XLM-RoBERTa with rotary positions (:class:`TextConfig`).
 """
 
 from __future__ import annotations
@@ -38,9 +40,35 @@ JINA_EMBEDDINGS_V3_TEXT_CONFIG: Mapping[str, Any] = MappingProxyType(
     }
 )
 
-BUILTIN_TEXT_CONFIGS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {"jinaai/jina-embeddings-v3": JINA_EMBEDDINGS_V3_TEXT_CONFIG}
+JINA_BERT_NAME = "jinaai/jina-bert-flash-implementation"
+
+#: The sizes of ``jinaai/jina-bert-flash-implementation``'s ``config.json`` (jina-clip-v1's text
+#: tower), for the same reason: jina-clip-v1's ``hf_model_config_kwargs`` set none of them.
+JINA_BERT_TEXT_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {
+        "vocab_size": 30528,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 8192,
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+        "position_embedding_type": "alibi",
+        "mlp_type": "glu",
+    }
 )
+
+BUILTIN_TEXT_CONFIGS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "jinaai/jina-embeddings-v3": JINA_EMBEDDINGS_V3_TEXT_CONFIG,
+        JINA_BERT_NAME: JINA_BERT_TEXT_CONFIG,
+    }
+)
+
+_NO_INSTRUCTIONS: Mapping[str, str] = MappingProxyType({})
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -80,6 +108,39 @@ class TextConfig:
         if self.default_lora_task is None:
             return None
         return self.lora_adaptations.index(self.default_lora_task)
+
+
+@dataclass(frozen=True)
+class JinaBertConfig:
+    """The JinaBERT text tower of jina-clip-v1: BERT with ALiBi attention biases instead of
+    position embeddings, a gated-GELU feed-forward and post-LN blocks.
+
+    It has the attribute names the engine reads from any text config (``pad_token_id``,
+    ``max_position_embeddings``, ``embed_dim``, ``task_instructions``,
+    ``default_instruction_task``), so nothing outside the tower needs to know which it is.
+    """
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_act: str
+    #: The longest input the model was trained for; ALiBi itself has no table that limits it.
+    max_position_embeddings: int
+    type_vocab_size: int
+    layer_norm_eps: float
+    pad_token_id: int
+    embed_dim: int
+
+    @property
+    def task_instructions(self) -> Mapping[str, str]:
+        """jina-clip-v1 was trained without task instructions: none."""
+        return _NO_INSTRUCTIONS
+
+    @property
+    def default_instruction_task(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -133,7 +194,7 @@ class PreprocessConfig:
 class JinaCLIPConfig:
     """The whole model: both towers, the Matryoshka dimensions and the preprocessing."""
 
-    text: TextConfig
+    text: TextConfig | JinaBertConfig
     vision: VisionConfig
     preprocess: PreprocessConfig
     matryoshka_dims: tuple[int, ...]
@@ -154,8 +215,25 @@ def _unsupported(where: str, key: str, value: Any) -> CheckpointError:
     return CheckpointError(f"{where}.{key}={value!r} is not supported by this engine")
 
 
-def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | None) -> TextConfig:
-    """Build the text tower's config the way the reference does.
+def _text_embed_dim(text_config: Mapping[str, Any], hidden: int) -> int:
+    """``text_config.embed_dim``, which must be the tower's width: the text projection is the
+    identity in both published models, and the only kind supported."""
+    if text_config.get("proj_type") is not None:
+        raise _unsupported("text_config", "proj_type", text_config["proj_type"])
+    if text_config.get("pooler_type", "mean_pooler") != "mean_pooler":
+        raise _unsupported("text_config", "pooler_type", text_config["pooler_type"])
+    embed_dim = int(text_config.get("embed_dim", hidden))
+    if embed_dim != hidden:
+        raise CheckpointError(
+            f"text_config.embed_dim={embed_dim} differs from hidden_size={hidden}; a text projection is not supported"
+        )
+    return embed_dim
+
+
+def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | None) -> TextConfig | JinaBertConfig:
+    """Build the text tower's config the way the reference does, for the architecture the
+    base model is: JinaBERT for ``jinaai/jina-bert-flash-implementation`` or any merged config
+    with ``position_embedding_type`` ``"alibi"``, else XLM-RoBERTa with rotary positions.
 
     Args:
         text_config: ``config.json``'s ``text_config`` section.
@@ -167,14 +245,48 @@ def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | 
     builtin = BUILTIN_TEXT_CONFIGS.get(name, {})
     merged = {**builtin, **(base or {}), **text_config.get("hf_model_config_kwargs", {})}
     where = f"text config (base {name!r} + hf_model_config_kwargs)"
+    # the jina-bert base config is not known to name its (only) position scheme, so its name counts too
+    if name == JINA_BERT_NAME or merged.get("position_embedding_type") == "alibi":
+        return _parse_jina_bert_config(text_config, merged, where)
+    return _parse_xlm_roberta_config(text_config, merged, where)
 
+
+def _parse_jina_bert_config(text_config: Mapping[str, Any], merged: Mapping[str, Any], where: str) -> JinaBertConfig:
+    """jina-clip-v1's JinaBERT tower; options whose weights or maths it does not have are refused."""
+    for key, supported in (("mlp_type", "glu"), ("hidden_act", "gelu")):
+        if merged.get(key, supported) != supported:
+            raise _unsupported(where, key, merged[key])
+    if merged.get("use_qk_norm"):
+        raise _unsupported(where, "use_qk_norm", merged["use_qk_norm"])
+    if any(side != -1 for side in merged.get("window_size") or ()):  # (-1, -1): attend everywhere
+        raise _unsupported(where, "window_size", merged["window_size"])
+    for key in ("default_instruction_task", "default_lora_task"):  # JinaBERT has no tasks to default to
+        if text_config.get(key) is not None:
+            raise _unsupported("text_config", key, text_config[key])
+    hidden = int(_require(merged, "hidden_size", where))
+    heads = int(_require(merged, "num_attention_heads", where))
+    if hidden % heads:
+        raise CheckpointError(f"{where}: hidden_size={hidden} is not a multiple of num_attention_heads={heads}")
+    return JinaBertConfig(
+        vocab_size=int(_require(merged, "vocab_size", where)),
+        hidden_size=hidden,
+        num_hidden_layers=int(_require(merged, "num_hidden_layers", where)),
+        num_attention_heads=heads,
+        intermediate_size=int(_require(merged, "intermediate_size", where)),
+        hidden_act="gelu",
+        max_position_embeddings=int(_require(merged, "max_position_embeddings", where)),
+        type_vocab_size=int(_require(merged, "type_vocab_size", where)),
+        layer_norm_eps=float(_require(merged, "layer_norm_eps", where)),
+        pad_token_id=int(_require(merged, "pad_token_id", where)),
+        embed_dim=_text_embed_dim(text_config, hidden),
+    )
+
+
+def _parse_xlm_roberta_config(text_config: Mapping[str, Any], merged: Mapping[str, Any], where: str) -> TextConfig:
+    """jina-clip-v2's XLM-RoBERTa-with-RoPE tower (jina-embeddings-v3), with its LoRA adapters
+    and task instructions."""
     if merged.get("position_embedding_type", "rotary") != "rotary":
         raise _unsupported(where, "position_embedding_type", merged["position_embedding_type"])
-    if text_config.get("proj_type") is not None:
-        raise _unsupported("text_config", "proj_type", text_config["proj_type"])
-    if text_config.get("pooler_type", "mean_pooler") != "mean_pooler":
-        raise _unsupported("text_config", "pooler_type", text_config["pooler_type"])
-
     hidden = int(_require(merged, "hidden_size", where))
     lora_adaptations = tuple(merged.get("lora_adaptations") or ())
     default_lora_task = text_config.get("default_lora_task")
@@ -187,11 +299,6 @@ def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | 
     default_task = text_config.get("default_instruction_task")
     if default_task is not None and default_task not in instructions:
         raise CheckpointError(f"text_config.default_instruction_task {default_task!r} has no task instruction")
-    embed_dim = int(text_config.get("embed_dim", hidden))
-    if embed_dim != hidden:
-        raise CheckpointError(
-            f"text_config.embed_dim={embed_dim} differs from hidden_size={hidden}; a text projection is not supported"
-        )
     return TextConfig(
         vocab_size=int(_require(merged, "vocab_size", where)),
         hidden_size=hidden,
@@ -210,7 +317,7 @@ def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | 
         default_lora_task=default_lora_task,
         task_instructions=MappingProxyType(instructions),
         default_instruction_task=default_task,
-        embed_dim=embed_dim,
+        embed_dim=_text_embed_dim(text_config, hidden),
     )
 
 

@@ -147,7 +147,7 @@ class JinaCLIPEngine:
             revision: hub revision (branch, tag or commit) for a hub name.
             cache_dir: hub cache folder, if not the default one.
             max_length: tokens per text, longer texts are truncated (512 as in the reference;
-                at most the model's ``max_position_embeddings``, 8194 for jina-clip-v2).
+                at most the model's ``max_position_embeddings``: 8194 for v2, 8192 for v1).
             batch_size: default texts/images per forward pass.
             max_batch_tokens: most padded tokens in one text batch (bounds memory on long texts).
             max_image_pixels: images with more pixels are refused before decoding (None: no limit).
@@ -175,17 +175,18 @@ class JinaCLIPEngine:
 
     @property
     def embedding_dim(self) -> int:
-        """Size of the full embeddings (1024 for jina-clip-v2)."""
+        """Size of the full embeddings (1024 for jina-clip-v2, 768 for jina-clip-v1)."""
         return self.config.text.embed_dim
 
     @property
     def matryoshka_dims(self) -> tuple[int, ...]:
-        """The ``truncate_dim`` values the checkpoint was trained for (empty if none)."""
+        """The ``truncate_dim`` values the checkpoint was trained for (empty for jina-clip-v1)."""
         return self.config.matryoshka_dims
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """Names accepted by ``encode_text(task=...)`` (e.g. ``"retrieval.query"``)."""
+        """Names accepted by ``encode_text(task=...)`` (e.g. ``"retrieval.query"``; empty for
+        jina-clip-v1)."""
         return self.config.tasks
 
     @property
@@ -323,7 +324,7 @@ class JinaCLIPEngine:
         instructions = self.config.text.task_instructions
         if task not in instructions:
             if not instructions:
-                raise ValueError(f"{self._model_name()} has no tasks; pass task=None")
+                raise ValueError(f"{self._model_name()} was not trained with task instructions; task must be None")
             raise ValueError(f"unknown task {task!r}; valid tasks for {self._model_name()}: {sorted(instructions)}")
         return instructions[task]
 

@@ -56,7 +56,7 @@ class TextTower(nn.Module):
 
 def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: TextConfig) -> dict[str, torch.Tensor]:
     """Map the published ``text_model.transformer.roberta.*`` tensors (fetched by ``take(name)``,
-    names relative to that prefix) onto :class:`TextTower`'s ``transformer`` state dict.
+    names relative to that prefix) onto :class:`TextTower`'s state dict.
 
     The fused ``Wqkv`` rows are ``[q; k; v]`` (flash-attn's ``(three h d)`` layout) and are split
     into transformers' ``q_proj``/``k_proj``/``v_proj``.
@@ -96,4 +96,4 @@ def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: TextConfig) -
         for norm, ours in (("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")):
             sd[f"{dst}{ours}.weight"] = take(f"{src}{norm}.weight")
             sd[f"{dst}{ours}.bias"] = take(f"{src}{norm}.bias")
-    return sd
+    return {"transformer." + k: v for k, v in sd.items()}

@@ -153,7 +153,7 @@ def build_model(
 
     Parameters are left uninitialized (a checkpoint is about to overwrite them) unless
     ``random_init`` (benchmarks, tests of random checkpoints). Buffers keep the dtype they are
-    built in: the RoPE tables and frequencies stay float32 whatever ``dtype`` is.
+    built in: the RoPE tables and frequencies and the ALiBi slopes stay float32 whatever ``dtype`` is.
     """
     from transformers.initialization import no_init_weights
 

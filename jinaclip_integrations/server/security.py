@@ -1,0 +1,355 @@
+"""What stands between the network and the engine: bearer-token auth, the body-size limit,
+strict image decoding and SSRF-safe image URL fetching.
+
+The engine opens any string it is given as a path, a URL (with no address checks) or lenient
+base64, which is right for a local caller and wrong for a client on the network. So the
+server never hands the engine a client's string as an image: it decodes base64 and data URIs
+here, strictly, fetches allowed URLs here, and passes the engine bytes.
+
+URL fetching (off unless enabled) accepts ``http`` and ``https`` only. Each hop's host is
+resolved here and, unless private addresses are allowed, refused when any of its addresses is
+loopback, private, link-local, multicast, reserved, unspecified or otherwise not global
+(IPv4-mapped, 6to4 and Teredo IPv6 addresses are judged by the IPv4 address inside). The
+connection goes to the address that was checked (no second lookup an attacker's DNS could
+answer differently); redirects are followed by hand, at most :data:`MAX_REDIRECTS`, each one
+checked the same way; the whole fetch has one deadline (a server that stalls may hold a worker
+thread for up to one more timeout after the client got its answer) and the request's images
+one byte budget. Proxy settings from the environment are not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http.client
+import io
+import ipaddress
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+from PIL import Image
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import InputError
+from ..weaviate.inference import decode_image
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "BearerAuth",
+    "BodyLimit",
+    "address_allowed",
+    "check_image",
+    "decode_image",
+    "fetch_images",
+    "gather_all",
+    "is_url",
+    "token_matches",
+]
+
+MAX_REDIRECTS = 3
+#: image URLs fetched at the same time for one request
+URL_CONCURRENCY = 8
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+T = TypeVar("T")
+
+#: (path, status, message) -> the response to send, in the shape the path's clients read
+Reject = Callable[[str, int, str], Response]
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+def token_matches(authorization: str | None, api_key: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <api_key>`` (constant-time compare)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(token.strip().encode(), api_key.encode())
+
+
+class BearerAuth:
+    """ASGI middleware: a request to a path that is not open needs ``Bearer <api_key>``, else
+    it is answered 401 (with ``WWW-Authenticate: Bearer``) before its body is read."""
+
+    def __init__(self, app: ASGIApp, *, api_key: str, is_open: Callable[[str], bool], reject: Reject) -> None:
+        self.app, self.api_key, self.is_open, self.reject = app, api_key, is_open, reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.is_open(scope["path"]):
+            headers = dict(scope["headers"])
+            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            if not token_matches(authorization, self.api_key):
+                message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
+                response = self.reject(scope["path"], 401, message)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# -- the body-size limit ----------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """ASGI middleware: read the whole request body before the app does, answering 413 as soon
+    as it is known to exceed ``max_bytes`` (from ``Content-Length``, else while it streams in);
+    the app then reads the buffered body. Every route gets the limit, whatever it parses."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, reject: Reject) -> None:
+        self.app, self.max_bytes, self.reject = app, max_bytes, reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await self.reject(path, 400, "invalid Content-Length header")(scope, receive, send)
+                return
+            if int(declared) > self.max_bytes:
+                await self._too_large(path, int(declared))(scope, receive, send)
+                return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client is gone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(path, None)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _too_large(self, path: str, size: int | None) -> Response:
+        what = f"{size} bytes" if size is not None else "more than that"
+        return self.reject(path, 413, f"request body is too large: {what}; the limit is {self.max_bytes} bytes")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``body`` once, then waits on the real one (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+# -- images -------------------------------------------------------------------------------------------
+
+
+def check_image(data: bytes, index: int, max_pixels: int | None) -> None:
+    """Refuse bytes that are not an image PIL can identify, or one with more than ``max_pixels``
+    pixels: an :class:`InputError` naming ``index``. Only the header is read."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise InputError(index, f"image is too large: {exc}", kind="image") from None
+    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+        raise InputError(index, f"not an image: {exc}", kind="image") from None
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(
+            index,
+            f"image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
+            kind="image",
+        )
+
+
+def is_url(value: str) -> bool:
+    """Whether ``value`` starts like a URL (any scheme) rather than base64 or a data URI."""
+    return _SCHEME.match(value) is not None
+
+
+def address_allowed(address: str) -> bool:
+    """Whether an IP address is public (see the module docstring for what is refused)."""
+    ip = ipaddress.ip_address(address.partition("%")[0])  # drop an IPv6 zone ("fe80::1%eth0")
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d
+            return address_allowed(str(ip.ipv4_mapped))
+        inner = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is not None and not address_allowed(str(inner)):
+            return False
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+class _Budget:
+    """Bytes the images of one request may still download, shared by its concurrent fetches."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self, size: int, index: int) -> None:
+        with self._lock:
+            if size > self.left:
+                raise InputError(index, "image URLs of this request exceed the download limit", kind="image")
+            self.left -= size
+
+
+async def fetch_images(
+    urls: Sequence[tuple[int, str]], *, allow_private: bool, timeout_s: float, max_total_bytes: int
+) -> list[bytes]:
+    """Download ``(index, url)`` images (see the module docstring); the bytes in order.
+
+    Raises:
+        InputError: a URL is refused, fails, times out, is not an image or exceeds the budget;
+            its ``index`` is the one given with it.
+    """
+    budget = _Budget(max_total_bytes)
+    gate = asyncio.Semaphore(URL_CONCURRENCY)
+
+    async def one(index: int, url: str) -> bytes:
+        async with gate:
+            try:
+                return await asyncio.wait_for(_fetch(url, index, allow_private, timeout_s, budget), timeout_s)
+            except asyncio.TimeoutError:
+                raise _too_slow(url, index, timeout_s) from None
+
+    return await gather_all(one(index, url) for index, url in urls)
+
+
+async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Run awaitables together, results in order; the first failure cancels the others and is
+    raised (``asyncio.gather`` would leave them running)."""
+    running = [asyncio.ensure_future(task) for task in work]
+    try:
+        return list(await asyncio.gather(*running))
+    finally:
+        for task in running:
+            task.cancel()
+
+
+async def _fetch(url: str, index: int, allow_private: bool, timeout_s: float, budget: _Budget) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    for _ in range(MAX_REDIRECTS + 1):
+        target = _parse(url, index)
+        address = await _resolve(target, index, allow_private)
+        status, location, body = await asyncio.to_thread(_get, target, address, deadline, timeout_s, budget, index)
+        if status == 200:
+            return body
+        if status not in _REDIRECT_STATUSES:
+            raise InputError(index, f"HTTP {status} fetching {url}", kind="image")
+        if not location:
+            raise InputError(index, f"HTTP {status} without a Location fetching {url}", kind="image")
+        url = urllib.parse.urljoin(url, location)
+    raise InputError(index, f"more than {MAX_REDIRECTS} redirects fetching the image", kind="image")
+
+
+def _parse(url: str, index: int) -> urllib.parse.SplitResult:
+    try:
+        target = urllib.parse.urlsplit(url)
+        target.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise InputError(index, f"invalid URL {url!r}: {exc}", kind="image") from None
+    if target.scheme not in ("http", "https"):
+        raise InputError(index, f"only http and https image URLs are fetched, not {target.scheme!r}", kind="image")
+    if not target.hostname:
+        raise InputError(index, f"URL {url!r} has no host", kind="image")
+    if target.username is not None or target.password is not None:
+        raise InputError(index, "image URLs with credentials are not supported", kind="image")
+    return target
+
+
+async def _resolve(target: urllib.parse.SplitResult, index: int, allow_private: bool) -> str:
+    """An address of the URL's host to connect to; every address is checked unless allowed."""
+    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise InputError(index, f"cannot resolve {host!r}: {exc}", kind="image") from None
+    addresses = [info[4][0] for info in infos]
+    if not addresses:
+        raise InputError(index, f"cannot resolve {host!r}", kind="image")
+    if not allow_private:
+        for address in addresses:
+            if not address_allowed(address):
+                raise InputError(
+                    index,
+                    f"refused to fetch {target.geturl()}: {host} resolves to the non-public address {address} "
+                    "(start the server with --allow-private-urls to allow private addresses)",
+                    kind="image",
+                )
+    return addresses[0]
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to a checked address, with the URL's host in the ``Host`` header."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(_PinnedHTTP):
+    """HTTPS to a checked address; the certificate is verified for the URL's host name."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+
+
+def _too_slow(url: str, index: int, timeout_s: float) -> InputError:
+    return InputError(index, f"{url} took longer than {timeout_s:g} s", kind="image")
+
+
+def _get(
+    target: urllib.parse.SplitResult, address: str, deadline: float, timeout_s: float, budget: _Budget, index: int
+) -> tuple[int, str | None, bytes]:
+    """One GET: ``(status, Location header, body)``; the body is read only for a 200."""
+    url = target.geturl()
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _too_slow(url, index, timeout_s)
+        return left
+
+    kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
+    conn = kind(target.hostname, target.port or kind.default_port, address, remaining())
+    path = urllib.parse.urlunsplit(("", "", target.path or "/", target.query, ""))
+    try:
+        conn.request("GET", path, headers={"User-Agent": "jinaclip-integrations", "Accept": "image/*"})
+        response = conn.getresponse()
+        if response.status != 200:
+            return response.status, response.getheader("Location"), b""
+        content_type = response.getheader("Content-Type", "")
+        if content_type.startswith("text/"):  # an HTML error page: not worth downloading
+            raise InputError(index, f"{url} is not an image (Content-Type {content_type})", kind="image")
+        chunks = []
+        while chunk := response.read1(_CHUNK):  # one recv at a time: the deadline is checked between
+            remaining()
+            budget.take(len(chunk), index)
+            chunks.append(chunk)
+        return 200, None, b"".join(chunks)
+    except TimeoutError:  # the socket's
+        raise _too_slow(url, index, timeout_s) from None
+    except (OSError, http.client.HTTPException, UnicodeError) as exc:  # UnicodeError: a non-ASCII host name
+        raise InputError(index, f"cannot fetch {url}: {exc}", kind="image") from None
+    finally:
+        conn.close()

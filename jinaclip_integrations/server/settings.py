@@ -1,0 +1,146 @@
+"""What the embedding server allows and how it batches: :class:`ServerSettings`, and the
+command-line options that set it (:func:`add_server_arguments`, :func:`settings_from_args`).
+
+Kept free of FastAPI, so a command line can describe the server's options without the extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: the environment variable holding the API key (safer than ``--api-key``, which ``ps`` shows)
+API_KEY_ENV = "JINACLIP_API_KEY"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits, security and batching of the embedding server.
+
+    Attributes:
+        api_key: clients must send ``Authorization: Bearer <api_key>``; None: no auth.
+        max_body_bytes: largest request body (HTTP 413 above it), images included.
+        max_items: most inputs in one request.
+        max_text_chars: longest text in characters. Texts longer than the engine's
+            ``max_length`` in tokens are truncated by the engine (Jina's ``truncate=true``).
+        max_image_pixels: largest image, checked from its header before decoding; None: the
+            engine's ``max_image_pixels``.
+        allow_image_urls: fetch ``http(s)`` image URLs (off: only base64 and data URIs).
+        allow_private_urls: let URLs reach loopback, private, link-local and other
+            non-public addresses (off: only public ones, each redirect re-checked).
+        url_timeout_s: seconds one image URL may take, redirects and download included.
+        max_batch_items: most inputs merged into one engine call; a larger request runs alone.
+        max_wait_ms: how long a batch may wait for other requests to join it when several
+            clients are sending (a lone client's requests never wait); 0: merge only requests
+            that queued up while the model was busy.
+        request_timeout_s: seconds a request may take before it is answered 504.
+        weaviate_routes_auth: also require the key on the Weaviate inference routes. Weaviate's
+            multi2vec-clip and text2vec-transformers modules send no token, so a server used
+            by Weaviate on a private network sets this False (``--weaviate-open``).
+    """
+
+    api_key: str | None = None
+    max_body_bytes: int = 32 * MiB
+    max_items: int = 2048
+    max_text_chars: int = 100_000
+    max_image_pixels: int | None = None
+    allow_image_urls: bool = False
+    allow_private_urls: bool = False
+    url_timeout_s: float = 10.0
+    max_batch_items: int = 64
+    max_wait_ms: float = 5.0
+    request_timeout_s: float = 120.0
+    weaviate_routes_auth: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_items", "max_text_chars", "max_batch_items"):
+            _check(name, getattr(self, name), positive=True)
+        if self.max_image_pixels is not None:
+            _check("max_image_pixels", self.max_image_pixels, positive=True)
+        for name in ("url_timeout_s", "request_timeout_s"):
+            _check(name, getattr(self, name), positive=True, number=True)
+        _check("max_wait_ms", self.max_wait_ms, positive=False, number=True)
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key must not be empty; use None for no authentication")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServerSettings:
+        """Settings with the API key from ``$JINACLIP_API_KEY`` (unset or empty: none), then
+        ``overrides`` (an ``api_key`` among them wins over the environment)."""
+        return cls(**{"api_key": os.environ.get(API_KEY_ENV) or None, **overrides})
+
+
+def _check(name: str, value: Any, *, positive: bool, number: bool = False) -> None:
+    kinds = (int, float) if number else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"{name} must be {'a number' if number else 'an integer'}, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'at least 0'}, got {value!r}")
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server's options to ``parser`` (read them back with :func:`settings_from_args`)."""
+    defaults = {f.name: f.default for f in fields(ServerSettings)}
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    group.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    group.add_argument(
+        "--api-key",
+        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; prefer it, the command line is visible to other users)",
+    )
+    group.add_argument(
+        "--allow-image-urls", action="store_true", help="fetch http(s) image URLs (default: base64 and data URIs only)"
+    )
+    group.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let image URLs reach loopback, private and link-local addresses (default: public addresses only)",
+    )
+    group.add_argument(
+        "--weaviate-open",
+        action="store_true",
+        help="leave the Weaviate inference routes without auth (Weaviate's modules send no token)",
+    )
+    group.add_argument(
+        "--max-batch-items",
+        type=int,
+        default=defaults["max_batch_items"],
+        help="most inputs merged from concurrent requests into one model call (default: %(default)s; 1: no merging)",
+    )
+    group.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=defaults["max_wait_ms"],
+        help="how long a batch waits for more requests to join (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-items", type=int, default=defaults["max_items"], help="most inputs per request (default: %(default)s)"
+    )
+    group.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=defaults["max_body_bytes"] / MiB,
+        help="largest request body in MiB (default: %(default)g)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """The :class:`ServerSettings` that options added by :func:`add_server_arguments` describe.
+
+    Raises:
+        ValueError: an option is out of range (its message names the setting).
+    """
+    key = {"api_key": args.api_key} if args.api_key else {}
+    return ServerSettings.from_env(
+        **key,
+        allow_image_urls=args.allow_image_urls,
+        allow_private_urls=args.allow_private_urls,
+        weaviate_routes_auth=not args.weaviate_open,
+        max_batch_items=args.max_batch_items,
+        max_wait_ms=args.max_wait_ms,
+        max_items=args.max_items,
+        max_body_bytes=int(args.max_body_mb * MiB),
+    )
