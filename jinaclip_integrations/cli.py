@@ -28,6 +28,7 @@ from .errors import JinaCLIPError
 
 DEFAULT_MODEL = "jinaai/jina-clip-v2"
 DEFAULT_COLLECTION = "jina-clip"
+DTYPES = ("float32", "bfloat16", "float16")
 #: setting -> environment variable; the config file uses the setting's name as its key
 ENV = {
     "model": "JINACLIP_MODEL",
@@ -74,6 +75,8 @@ def defaults() -> dict[str, Any]:
             raise JinaCLIPError(f"unknown keys in {path}: {sorted(unknown)}; known: {sorted(ENV)}")
         values.update(found)
     values.update({key: os.environ[var] for key, var in ENV.items() if os.environ.get(var)})
+    if values.get("dtype") not in (None, *DTYPES):
+        raise JinaCLIPError(f"dtype {values['dtype']!r} (from the environment or {path}) is not one of {list(DTYPES)}")
     return values
 
 
@@ -158,7 +161,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .server import create_app, settings_from_args
     except ImportError as exc:
         raise ImportError(f'jinaclip serve needs FastAPI and uvicorn ({exc}): pip install "jinaclip-integrations[server]"') from exc  # fmt: skip
-    app = create_app(_engine(args), settings_from_args(args))
+    settings = settings_from_args(args)
+    if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"jinaclip: warning: serving on {args.host} without an API key: anyone who can reach this port can "
+              "use it; set --api-key or JINACLIP_API_KEY", file=sys.stderr)  # fmt: skip
+    app = create_app(_engine(args), settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
 
@@ -227,7 +234,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=values["model"], help="hub name or checkpoint folder (%(default)s)")
     common.add_argument("--device", default=values.get("device"), help="torch device (default: CUDA if available)")
-    common.add_argument("--dtype", default=values.get("dtype"), choices=["float32", "bfloat16", "float16"])
+    common.add_argument("--dtype", default=values.get("dtype"), choices=DTYPES)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--store", default=values["store"], help="embedded Qdrant store folder (%(default)s)")
@@ -251,7 +258,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", parents=[common], help="embed texts and images to JSONL or .npy")
     embed.add_argument("texts", nargs="*", help="texts to embed")
     embed.add_argument("--text-file", help="a UTF-8 file with one text per line")
-    embed.add_argument("--image", nargs="+", default=[], type=Path, help="image files")
+    embed.add_argument("--image", action="append", default=[], type=Path, help="an image file (repeat for more)")
     embed.add_argument("--task", help="text task, e.g. retrieval.query (default: none, as for documents)")
     embed.add_argument("--dimensions", type=int, help="Matryoshka size (e.g. 256)")
     embed.add_argument("-o", "--output", type=Path, help="output file: .jsonl (default: stdout) or .npy")
@@ -269,6 +276,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed items or an error)."""
+    args = argparse.Namespace(command=None, qdrant_url=None)
     try:
         parser = build_parser(defaults())
         args = parser.parse_args(argv)
@@ -277,8 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jinaclip: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("jinaclip: interrupted (what was indexed stays; run the same command again to go on)", file=sys.stderr)
+        resume = " (what was indexed stays; run the same command again to go on)" if args.command == "index" else ""
+        print(f"jinaclip: interrupted{resume}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in ("qdrant_client", "httpx", "httpcore", "grpc"):  # a server's answer
+            print(f"jinaclip: error: Qdrant at {args.qdrant_url}: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

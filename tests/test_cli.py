@@ -122,3 +122,12 @@ def test_console_entry_point():
     assert result.returncode == 0
     for command in ("index", "search", "embed", "serve", "info"):
         assert command in result.stdout
+
+
+def test_embed_images_one_per_flag_and_bad_dtype(env, capsys, monkeypatch):
+    image = str(env / "red_circle.png")
+    code, out, _ = run(capsys, "embed", "--image", image, "a text after the image", "-q")
+    assert code == 0 and [json.loads(line)["modality"] for line in out.splitlines()] == ["text", "image"]
+    monkeypatch.setenv("JINACLIP_DTYPE", "fp8")
+    code, _, err = run(capsys, "info")
+    assert code == 1 and "dtype 'fp8'" in err

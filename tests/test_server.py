@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import subprocess
@@ -28,6 +29,7 @@ import openai
 import pytest
 
 from _servers import serve
+from jinaclip_integrations.errors import InputError
 from jinaclip_integrations.server import ServerSettings, add_server_arguments, create_app, security, settings_from_args
 from jinaclip_integrations.server.batcher import BatcherClosed, MicroBatcher
 
@@ -438,6 +440,33 @@ def test_private_urls_when_allowed(engine, images):
     np.testing.assert_allclose(vectors(response)[0], engine.encode_image([images[3]])[0], atol=ATOL)
 
 
+def test_a_server_dripping_headers_is_cut_at_the_deadline():
+    """The socket timeout bounds each read; the fetch's deadline bounds the whole exchange."""
+    import socket
+    import urllib.parse
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def drip():
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        with contextlib.suppress(OSError):
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for i in range(40):  # one header line every 0.1 s: 4 s in all
+                time.sleep(0.1)
+                conn.sendall(f"X-Drip-{i}: x\r\n".encode())
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    target = urllib.parse.urlsplit(f"http://127.0.0.1:{port}/img.png")
+    start = time.monotonic()
+    with pytest.raises(InputError, match=r"took longer than 0.5 s"):
+        security._get(target, "127.0.0.1", start + 0.5, 0.5, security._Budget(1 << 20), 0)
+    assert time.monotonic() - start < 1.5
+    listener.close()
+
+
 @pytest.mark.parametrize(
     "address, allowed",
     [
@@ -668,3 +697,19 @@ else:
     root = Path(__file__).parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_weaviate_routes_keep_the_servers_limits(engine):
+    from fastapi.testclient import TestClient
+
+    app = create_app(engine, ServerSettings(max_items=2, max_text_chars=10))
+    with TestClient(app) as client:
+        too_many = client.post("/vectorize", json={"texts": ["a", "b", "c"]})
+        assert too_many.status_code == 400 and "limit is 2" in too_many.json()["error"]
+        too_long = client.post("/query/vectors", json={"texts": ["short", "x" * 11]})
+        assert too_long.status_code == 400
+        assert too_long.json()["error"].startswith("invalid text at index 1: 11 characters")
+        nested = client.post("/vectors", content=b'{"text": ' + b"[" * 50000 + b"]" * 50000 + b"}")
+        assert nested.status_code == 400 and "nested too deeply" in nested.json()["error"]
+        nested = client.post("/v1/embeddings", content=b'{"input": ' + b"[" * 50000 + b"]" * 50000 + b"}")
+        assert nested.status_code == 400 and "nested too deeply" in nested.text

@@ -253,7 +253,7 @@ def create_app(engine: JinaCLIPEngine, settings: ServerSettings | None = None) -
     )
     app.state.batcher = batcher
     app.include_router(service.router())
-    weaviate = inference_router(engine)
+    weaviate = inference_router(engine, max_items=settings.max_items, max_text_chars=settings.max_text_chars)
     app.include_router(weaviate)
 
     weaviate_paths = frozenset(route.path for route in weaviate.routes)
@@ -425,6 +425,8 @@ class _EmbeddingService:
             data = json.loads(body)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _BadRequest("request body is nested too deeply") from None
         if not isinstance(data, dict):
             raise _BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
         call.dialect = _dialect(data)

@@ -12,14 +12,15 @@ loopback, private, link-local, multicast, reserved, unspecified or otherwise not
 (IPv4-mapped, 6to4 and Teredo IPv6 addresses are judged by the IPv4 address inside). The
 connection goes to the address that was checked (no second lookup an attacker's DNS could
 answer differently); redirects are followed by hand, at most :data:`MAX_REDIRECTS`, each one
-checked the same way; the whole fetch has one deadline (a server that stalls may hold a worker
-thread for up to one more timeout after the client got its answer) and the request's images
-one byte budget. Proxy settings from the environment are not used.
+checked the same way; the whole fetch has one deadline (a watchdog shuts the socket down when
+it passes, so a server that drips its headers cannot hold a thread longer) and the request's
+images one byte budget. Fetches run on their own small thread pool. Proxy settings from the environment are not used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import http.client
 import io
@@ -31,6 +32,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from PIL import Image
@@ -245,7 +247,10 @@ async def _fetch(url: str, index: int, allow_private: bool, timeout_s: float, bu
     for _ in range(MAX_REDIRECTS + 1):
         target = _parse(url, index)
         address = await _resolve(target, index, allow_private)
-        status, location, body = await asyncio.to_thread(_get, target, address, deadline, timeout_s, budget, index)
+        loop = asyncio.get_running_loop()
+        status, location, body = await loop.run_in_executor(
+            _FETCH_POOL, _get, target, address, deadline, timeout_s, budget, index
+        )
         if status == 200:
             return body
         if status not in _REDIRECT_STATUSES:
@@ -333,9 +338,15 @@ def _get(
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
     conn = kind(target.hostname, target.port or kind.default_port, address, remaining())
     path = urllib.parse.urlunsplit(("", "", target.path or "/", target.query, ""))
+    # the socket timeout bounds each recv, not a server that drips headers: at the deadline a
+    # watchdog shuts the socket down, which ends any blocked read at once
+    watchdog = threading.Timer(remaining(), _shut, (conn,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request("GET", path, headers={"User-Agent": "jinaclip-integrations", "Accept": "image/*"})
         response = conn.getresponse()
+        remaining()  # headers cut short by the watchdog look complete to http.client
         if response.status != 200:
             return response.status, response.getheader("Location"), b""
         content_type = response.getheader("Content-Type", "")
@@ -346,10 +357,27 @@ def _get(
             remaining()
             budget.take(len(chunk), index)
             chunks.append(chunk)
+        remaining()  # so does a body the watchdog ended
         return 200, None, b"".join(chunks)
     except TimeoutError:  # the socket's
         raise _too_slow(url, index, timeout_s) from None
     except (OSError, http.client.HTTPException, UnicodeError) as exc:  # UnicodeError: a non-ASCII host name
+        if time.monotonic() >= deadline:  # the watchdog cut the connection
+            raise _too_slow(url, index, timeout_s) from None
         raise InputError(index, f"cannot fetch {url}: {exc}", kind="image") from None
     finally:
+        watchdog.cancel()
         conn.close()
+
+
+#: threads that fetch image URLs: their own pool, so slow remotes cannot take the event loop's
+#: default executor (DNS lookups, shutdown) hostage
+_FETCH_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="jinaclip-fetch")
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    """Shut a connection's socket down from another thread (its blocked read returns)."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

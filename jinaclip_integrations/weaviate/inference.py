@@ -130,17 +130,36 @@ class _BadRequest(ValueError):
     """The request is wrong (answered with 400 and the message)."""
 
 
+class _Limits:
+    """Per-request limits of a router (None: unlimited)."""
+
+    def __init__(self, max_items: int | None, max_text_chars: int | None) -> None:
+        self.max_items, self.max_text_chars = max_items, max_text_chars
+
+    def check(self, texts: list[str], items: int) -> None:
+        if self.max_items is not None and items > self.max_items:
+            raise _BadRequest(f"{items} inputs in one request; the limit is {self.max_items}")
+        if self.max_text_chars is not None:
+            for i, text in enumerate(texts):
+                if len(text) > self.max_text_chars:
+                    raise InputError(i, f"{len(text)} characters; the limit is {self.max_text_chars}", kind="text")
+
+
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 # -- the routes ----------------------------------------------------------------------------------
 
 
-def inference_router(engine: JinaCLIPEngine) -> APIRouter:
+def inference_router(
+    engine: JinaCLIPEngine, *, max_items: int | None = None, max_text_chars: int | None = None
+) -> APIRouter:
     """Routes speaking Weaviate's ``multi2vec-clip`` and ``text2vec-transformers`` inference
     protocols with ``engine`` (see the module docstring); mount them at the root of an app, or
-    under a prefix that then belongs in the URLs given to Weaviate."""
+    under a prefix that then belongs in the URLs given to Weaviate. ``max_items`` (texts plus
+    images per request) and ``max_text_chars`` (per text) are refused with 400 beyond them."""
     router = APIRouter()
+    limits = _Limits(max_items, max_text_chars)
     query_task = DEFAULT_QUERY_TASK if DEFAULT_QUERY_TASK in engine.tasks else None
     info = model_info(engine)
     failures: dict[int | str, dict[str, Any]] = {
@@ -149,14 +168,14 @@ def inference_router(engine: JinaCLIPEngine) -> APIRouter:
     }
 
     async def vectorize(request: Request) -> Response:
-        return await _answer(_vectorize(engine, request))
+        return await _answer(_vectorize(engine, request, limits))
 
     router.add_api_route(
         "/vectorize", vectorize, methods=["POST"], tags=["multi2vec-clip"], summary="Embed texts and images",
         response_model=ClipResponse, responses=failures, openapi_extra=_request_body(ClipRequest),
     )  # fmt: skip
     for prefix, mode in (("", "config"), ("/passage", "passage"), ("/query", "query")):
-        endpoint = _vectors_endpoint(engine, query_task, mode)
+        endpoint = _vectors_endpoint(engine, query_task, mode, limits)
         for path, listed in ((f"{prefix}/vectors", True), (f"{prefix}/vectors/", False)):
             router.add_api_route(
                 path, endpoint, methods=["POST"], tags=["text2vec-transformers"], include_in_schema=listed,
@@ -208,16 +227,17 @@ def _add_status_routes(router: APIRouter, prefix: str, info: dict[str, Any]) -> 
         )  # fmt: skip
 
 
-def _vectors_endpoint(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode):
+def _vectors_endpoint(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode, limits: _Limits):
     async def vectors(request: Request) -> Response:
-        return await _answer(_vectors(engine, query_task, mode, request))
+        return await _answer(_vectors(engine, query_task, mode, request, limits))
 
     return vectors
 
 
-async def _vectorize(engine: JinaCLIPEngine, request: Request) -> dict[str, Any]:
+async def _vectorize(engine: JinaCLIPEngine, request: Request, limits: _Limits) -> dict[str, Any]:
     body = _validate(ClipRequest, await _json_object(request))
     texts = body.texts or []
+    limits.check(texts, len(texts) + len(body.images or []))
     images = [decode_image(image, i) for i, image in enumerate(body.images or [])]
     return await run_in_threadpool(_clip_vectors, engine, texts, images)
 
@@ -228,7 +248,9 @@ def _clip_vectors(engine: JinaCLIPEngine, texts: list[str], images: list[bytes])
     return {"textVectors": text_vectors, "imageVectors": image_vectors}
 
 
-async def _vectors(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode, request: Request) -> dict[str, Any]:
+async def _vectors(
+    engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode, request: Request, limits: _Limits
+) -> dict[str, Any]:
     data = await _json_object(request)
     body = _validate(VectorsRequest if "texts" in data else VectorRequest, data)
     config = body.config or VectorConfig()
@@ -240,6 +262,7 @@ async def _vectors(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMod
     task = _task(config, mode, query_task)
     truncate_dim = _truncate_dim(engine, config.dimensions)
     texts = body.texts if isinstance(body, VectorsRequest) else [body.text]
+    limits.check(texts, len(texts))
     vectors = await run_in_threadpool(
         engine.encode_text, texts, task=task, truncate_dim=truncate_dim, show_progress=False
     )
@@ -289,6 +312,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
         data = await request.json()  # whatever the Content-Type: the Go client sends none
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _BadRequest("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise _BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
     return data
