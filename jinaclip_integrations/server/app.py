@@ -75,7 +75,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 import numpy as np
 
 from ..errors import InputError
-from ..weaviate.inference import _request_body, inference_router
+from ..weaviate.inference import _request_body, inference_router, json_object
 from .batcher import BatcherClosed, MicroBatcher
 from .security import BearerAuth, BodyLimit, check_image, decode_image, fetch_images, gather_all, is_url
 from .settings import ServerSettings
@@ -422,13 +422,9 @@ class _EmbeddingService:
     def _prepare(self, body: bytes, call: _Call) -> _Prepared:
         """Parse and check a request: everything but fetching URLs, before any model work."""
         try:
-            data = json.loads(body)
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-            raise _BadRequest(f"request body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise _BadRequest("request body is nested too deeply") from None
-        if not isinstance(data, dict):
-            raise _BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
+            data = json_object(body)
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from None
         call.dialect = _dialect(data)
         options = _validate(EmbeddingOptions, {key: value for key, value in data.items() if key != "input"})
         for option in ("late_chunking", "return_multivector"):

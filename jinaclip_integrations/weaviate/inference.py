@@ -28,6 +28,7 @@ Needs the ``server`` extra: ``pip install "jinaclip-integrations[server]"``.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 from collections.abc import Awaitable
@@ -307,16 +308,25 @@ def decode_image(value: str, index: int) -> bytes:
 # -- request parsing and error answers -------------------------------------------------------------
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or a ``ValueError`` saying what is wrong with it (not
+    JSON, nested too deeply for the parser, or not an object); the server's routes use it too."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("request body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        data = await request.json()  # whatever the Content-Type: the Go client sends none
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise _BadRequest(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise _BadRequest("request body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise _BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
-    return data
+        return json_object(await request.body())  # whatever the Content-Type: the Go client sends none
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
 
 
 def _validate(model: type[BodyT], data: dict[str, Any]) -> BodyT:
