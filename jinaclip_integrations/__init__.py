@@ -9,9 +9,9 @@ that says what to install.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_getattr
 from .errors import CheckpointError, InputError, JinaCLIPError, StoreError
 
 if TYPE_CHECKING:
@@ -64,13 +64,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _CORE.get(name) or _INTEGRATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, {**_CORE, **_INTEGRATIONS})
 
 
 def __dir__() -> list[str]:
