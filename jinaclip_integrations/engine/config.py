@@ -75,8 +75,9 @@ _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
-class TextConfig:
-    """The XLM-RoBERTa-with-RoPE text tower (the architecture of jina-embeddings-v3)."""
+class _TextTowerConfig:
+    """What both text towers' configs have: the BERT-family sizes, and ``pad_token_id``,
+    ``max_position_embeddings`` and ``embed_dim``, which the engine reads from either."""
 
     vocab_size: int
     hidden_size: int
@@ -84,10 +85,18 @@ class TextConfig:
     num_attention_heads: int
     intermediate_size: int
     hidden_act: str
+    #: The longest input the model was trained for (JinaBERT's ALiBi itself has no table limiting it).
     max_position_embeddings: int
     type_vocab_size: int
     layer_norm_eps: float
     pad_token_id: int
+    embed_dim: int
+
+
+@dataclass(frozen=True)
+class TextConfig(_TextTowerConfig):
+    """The XLM-RoBERTa-with-RoPE text tower (the architecture of jina-embeddings-v3)."""
+
     rotary_emb_base: float
     lora_adaptations: tuple[str, ...]
     lora_rank: int
@@ -95,7 +104,6 @@ class TextConfig:
     default_lora_task: str | None
     task_instructions: Mapping[str, str]
     default_instruction_task: str | None
-    embed_dim: int
 
     @property
     def lora_scaling(self) -> float:
@@ -111,27 +119,13 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
-class JinaBertConfig:
+class JinaBertConfig(_TextTowerConfig):
     """The JinaBERT text tower of jina-clip-v1: BERT with ALiBi attention biases instead of
     position embeddings, a gated-GELU feed-forward and post-LN blocks.
 
-    It has the attribute names the engine reads from any text config (``pad_token_id``,
-    ``max_position_embeddings``, ``embed_dim``, ``task_instructions``,
-    ``default_instruction_task``), so nothing outside the tower needs to know which it is.
+    Its ``task_instructions`` and ``default_instruction_task`` are empty, so nothing outside
+    the tower needs to know which text config it has.
     """
-
-    vocab_size: int
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    hidden_act: str
-    #: The longest input the model was trained for; ALiBi itself has no table that limits it.
-    max_position_embeddings: int
-    type_vocab_size: int
-    layer_norm_eps: float
-    pad_token_id: int
-    embed_dim: int
 
     @property
     def task_instructions(self) -> Mapping[str, str]:
