@@ -50,6 +50,11 @@ class Item:
     payload: dict[str, Any]
     index: int = 0
 
+    @property
+    def where(self) -> str:
+        """How errors name the item: its source, else its modality and input index."""
+        return str(self.payload.get("source") or f"{self.modality} {self.index}")
+
 
 @dataclass
 class SearchHit:
@@ -246,9 +251,10 @@ def discover_files(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> tu
             raise InputError(i, f"{path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                              f"nor a text file ({', '.join(sorted(TEXT_SUFFIXES))})", kind="path")  # fmt: skip
         files.append(path)
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, [str(p) for p in ignored]
+    unique: dict[Path, Path] = {}  # resolved path -> the first mention of it
+    for found in files:
+        unique.setdefault(found.resolve(), found)
+    return list(unique.values()), [str(p) for p in ignored]
 
 
 def modality_of(path: Path) -> Modality | None:
@@ -310,10 +316,9 @@ def embed_items(
             return kept, vectors
         except InputError as exc:
             bad = kept[exc.index]
-            where = bad.payload.get("source") or f"{bad.modality} {bad.index}"
             if on_error == "raise":
-                raise InputError(bad.index, f"{where}: {exc.reason}", kind=bad.modality) from None
-            report.failed.append(Failure(str(where), exc.reason))
+                raise InputError(bad.index, f"{bad.where}: {exc.reason}", kind=bad.modality) from None
+            report.failed.append(Failure(bad.where, exc.reason))
             del kept[exc.index]
 
 

@@ -220,8 +220,7 @@ class QdrantVectorizer:
                     if item.id in written:
                         report.existing += 1
                     else:
-                        report.failed.append(Failure(str(item.payload.get("source") or f"{item.modality} {item.index}"),
-                                                     "same content as an item that failed"))  # fmt: skip
+                        report.failed.append(Failure(item.where, "same content as an item that failed"))
                 bar.update(batch[-1].index + 1 - bar.n)
         self._store.optimize()
         return report
@@ -352,18 +351,23 @@ class _ClientStore(_Store):
     def layout(self) -> CollectionLayout | None:
         if not self.client.collection_exists(self.name):
             return None
-        return CollectionLayout.from_metadata(self.client.get_collection(self.name).config.metadata or {}) or _UNKNOWN
+        return self._recorded(self.client.get_collection(self.name).config)
+
+    @staticmethod
+    def _recorded(config: models.CollectionConfig) -> CollectionLayout:
+        return CollectionLayout.from_metadata(config.metadata or {}) or _UNKNOWN
 
     def open(self, layout: CollectionLayout) -> CollectionLayout:
         if not self.client.collection_exists(self.name):
             self.client.create_collection(
                 self.name, vectors_config=self._vectors_config(layout), metadata=layout.describe()
             )
-        params = self.client.get_collection(self.name).config.params.vectors
+        config = self.client.get_collection(self.name).config  # one request for the checks below
+        params, recorded = config.params.vectors, self._recorded(config)
         wanted = {name: (p.size, p.distance) for name, p in self._vectors_config(layout).items()}
         found = {name: (p.size, p.distance) for name, p in params.items()} if isinstance(params, dict) else {}
-        if found != wanted or self.layout() != layout:
-            raise _mismatch(self.name, layout, self.layout())
+        if found != wanted or recorded != layout:
+            raise _mismatch(self.name, layout, recorded)
         if not _is_local(self.client):  # idempotent; local mode ignores payload indexes (and warns)
             self.client.create_payload_index(self.name, "modality", models.PayloadSchemaType.KEYWORD)
         return layout
