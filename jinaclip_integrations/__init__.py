@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .llama_index import JinaCLIPEmbedding as JinaCLIPEmbedding
     from .llama_index import LlamaIndexCrossModalRetriever as LlamaIndexCrossModalRetriever
     from .qdrant import QdrantVectorizer as QdrantVectorizer
+    from .ray import RayIndexResult as RayIndexResult
+    from .ray import index_with_ray as index_with_ray
     from .server import ServerSettings as ServerSettings
     from .server import create_app as create_app
     from .weaviate import WeaviateVectorizer as WeaviateVectorizer
@@ -45,6 +47,8 @@ _INTEGRATIONS = {
     "JinaCLIPEmbedding": ".llama_index",
     "LlamaIndexCrossModalRetriever": ".llama_index",
     "QdrantVectorizer": ".qdrant",
+    "RayIndexResult": ".ray",
+    "index_with_ray": ".ray",
     "ServerSettings": ".server",
     "create_app": ".server",
     "WeaviateVectorizer": ".weaviate",

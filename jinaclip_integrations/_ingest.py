@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -23,8 +23,15 @@ Modality = Literal["text", "image"]
 T = TypeVar("T")
 
 #: files ingested as images and as texts; anything else found in a folder is listed as ignored
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif"}
+)
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
+
+#: Most bytes read from one file: an image as much as the engine decodes; a text far more than
+#: the model reads (its first ``max_length`` tokens), but the whole text is stored as payload,
+#: and a vector database takes a request of some MiB, not of gigabytes.
+MAX_FILE_BYTES: dict[str, int] = {"image": 256 * 1024 * 1024, "text": 8 * 1024 * 1024}
 
 #: fixed namespace of the content-derived point IDs (changing it would re-key every store)
 ID_NAMESPACE = uuid.UUID("6f1c3a52-2f4e-5b8e-9a39-8f0d3c1b7e21")
@@ -81,6 +88,10 @@ class Failure:
 
     source: str
     reason: str
+
+    def to_json(self) -> str:
+        """The failure as one line of a report file: ``{"path": ..., "reason": ...}``."""
+        return json.dumps({"path": self.source, "reason": self.reason}, ensure_ascii=False)
 
 
 @dataclass
@@ -166,7 +177,7 @@ def _image_key(image: Any, index: int) -> tuple[Any, bytes, str | None]:
         except (OSError, ValueError):  # a long base64 string is not a path
             is_file = False
         if is_file:
-            data = _read_bytes(path, index)
+            data = _read_bytes(path, index, "image")
             return data, data, str(path)
         if isinstance(image, str):
             data = _base64_bytes(image, index)
@@ -187,17 +198,16 @@ def _image_key(image: Any, index: int) -> tuple[Any, bytes, str | None]:
 
 
 def _base64_bytes(text: str, index: int) -> bytes:
-    import base64
-    import binascii
+    """The bytes of a data URI or a base64 string, decoded as the engine decodes them (so an
+    image has one ID whichever way it is spelled)."""
+    from .engine.images import data_uri_bytes, decode_base64, looks_like_base64  # lazy: keeps torch out
 
-    body = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        if text.startswith("data:"):
-            raise InputError(index, "data URI without valid base64 data", kind="image") from None
-        shown = text if len(text) <= 80 else text[:77] + "..."
-        raise InputError(index, f"{shown!r} is not an existing file, a URL or valid base64", kind="image") from None
+    if text.startswith("data:"):
+        return data_uri_bytes(text, index)
+    if looks_like_base64(text):
+        return decode_base64(text, index, "string")
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    raise InputError(index, f"{shown!r} is not an existing file, a URL or valid base64", kind="image")
 
 
 def _metadata(metadata: dict | None, index: int, kind: str) -> dict[str, Any]:
@@ -221,9 +231,21 @@ def _check_metadatas(metadatas: Sequence[dict] | None, n: int) -> Sequence[dict 
     return metadatas
 
 
-def _read_bytes(path: Path, index: int) -> bytes:
+def read_limited(read: Callable[[int], bytes], source: str, modality: Modality, index: int) -> bytes:
+    """``read(n)`` of a file's bytes, refused (an ``InputError`` naming ``source``) beyond
+    :data:`MAX_FILE_BYTES` for its modality, so one huge file fails alone instead of exhausting
+    a worker's memory."""
+    limit = MAX_FILE_BYTES[modality]
+    data = read(limit + 1)
+    if len(data) > limit:
+        raise InputError(index, f"{source} is larger than {limit} bytes, the most read from a {modality} file", kind="file")  # fmt: skip
+    return data
+
+
+def _read_bytes(path: Path, index: int, modality: Modality) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            return read_limited(f.read, str(path), modality, index)
     except OSError as exc:
         raise InputError(index, f"cannot read {path}: {exc.strerror or exc}", kind="file") from None
 
@@ -270,15 +292,21 @@ def modality_of(path: Path) -> Modality | None:
 def file_item(path: Path, index: int) -> Item:
     """Read one file into an item; an unreadable file or a text file that is not UTF-8 is an
     ``InputError`` naming it. Image bytes are decoded later, by the engine."""
-    data = _read_bytes(path, index)
-    modality = modality_of(path)
+    modality = modality_of(path) or "image"
+    return content_item(str(path), _read_bytes(path, index, modality), modality, index)
+
+
+def content_item(source: str, data: bytes, modality: Modality, index: int) -> Item:
+    """The item of a file's bytes read from ``source`` (a path or URI, kept in the payload): a
+    text must be UTF-8 (else an ``InputError`` naming the source); image bytes are kept as they
+    are. Every reader of files (this process, Ray workers) makes its items here."""
     if modality == "text":
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError(index, f"{path} is not UTF-8 text (byte {exc.start})", kind="file") from None
-        return Item(content_id("text", text), "text", text, _payload("text", str(path), text, None), index)
-    return Item(content_id("image", data), "image", data, _payload("image", str(path), None, None), index)
+            raise InputError(index, f"{source} is not UTF-8 text (byte {exc.start})", kind="file") from None
+        return Item(content_id("text", text), "text", text, _payload("text", source, text, None), index)
+    return Item(content_id("image", data), "image", data, _payload("image", source, None, None), index)
 
 
 def iter_file_items(files: Sequence[Path], report: IngestReport, on_error: OnError) -> Iterator[Item]:

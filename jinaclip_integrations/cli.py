@@ -1,6 +1,7 @@
 """The ``jinaclip`` command line: index, search, embed, serve and describe a model.
 
     jinaclip index photos/ notes/                 # into the embedded Qdrant store
+    jinaclip index --ray --ray-address auto --qdrant-url http://qdrant:6333 s3://bucket/photos/
     jinaclip search "a dog on the beach"          # ranked hits with scores and sources
     jinaclip search --image query.jpg --json
     jinaclip embed "some text" --image a.jpg -o vectors.jsonl
@@ -85,6 +86,12 @@ def defaults() -> dict[str, Any]:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Index files and folders into the store; print what was added, skipped and failed."""
+    if args.ray:
+        return _index_with_ray(args)
+    ray_only = {"--ray-address": args.ray_address, "--ray-workers": args.ray_workers, "--ray-gpus": args.ray_gpus,
+                "--parquet": args.parquet}  # fmt: skip
+    if given := [flag for flag, value in ray_only.items() if value is not None]:
+        raise JinaCLIPError(f"{', '.join(given)} only apply to a Ray job: add --ray")
     with _vectorizer(args, create=True) as store:
         report = store.add_files(args.paths, on_error=args.on_error)
         where = args.qdrant_url or str(Path(args.store) / args.collection)
@@ -92,9 +99,41 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"indexed into {where}: {report.added} added, {report.existing} already stored, "
             f"{len(report.failed)} failed, {len(report.ignored)} other files ignored; {store.count()} points in all"
         )
-    for failure in report.failed:
-        print(f"failed: {failure.source}: {failure.reason}", file=sys.stderr)
+    _print_failures(report.failed)
+    if args.report:
+        Path(args.report).write_text("".join(f.to_json() + "\n" for f in report.failed), encoding="utf-8")
     return 1 if report.failed else 0
+
+
+def _index_with_ray(args: argparse.Namespace) -> int:
+    """``index --ray``: the same job as a Ray Data pipeline (see ``jinaclip_integrations.ray``)."""
+    from .ray import index_with_ray
+
+    if args.on_error == "raise":
+        raise JinaCLIPError("--on-error raise stops at the first bad file; a Ray job skips and reports them")
+    if args.parquet:
+        target, where = {"parquet": args.parquet}, f"{args.parquet} (Parquet)"
+    elif args.qdrant_url:
+        target, where = {"qdrant_url": args.qdrant_url}, args.qdrant_url
+    else:
+        target, where = {"store": Path(args.store).expanduser()}, str(Path(args.store) / args.collection)
+    result = index_with_ray(
+        args.paths, **target, collection_name=args.collection, model_name=args.model, device=args.device,
+        dtype=args.dtype, preset=args.preset, workers=args.ray_workers, gpus_per_worker=args.ray_gpus,
+        report=args.report, address=args.ray_address, show_progress=False if args.quiet else None,
+    )  # fmt: skip
+    stored = "" if result.stored is None else f"; {result.stored} points in all"
+    print(
+        f"indexed into {where} with Ray: {result.read} read, {result.embedded} embedded, {result.written} written, "
+        f"{result.existing} already stored, {result.skipped} failed, {result.ignored} other files ignored{stored}"
+    )
+    _print_failures(result.failed)  # the job wrote them to --report as it went
+    return 1 if result.failed else 0
+
+
+def _print_failures(failures: list) -> None:
+    for failure in failures:
+        print(f"failed: {failure.source}: {failure.reason}", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -245,6 +284,13 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", help="files and folders (searched recursively)")
     index.add_argument("--preset", choices=["default", "int8", "binary"], help="collection layout for a new collection")
     index.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable files (%(default)s)")
+    index.add_argument("--report", type=Path, help="write the bad files to FILE, a JSON line each (path, reason)")
+    scale = index.add_argument_group("Ray", "run as a Ray Data job: many CPUs decode, one engine per GPU embeds")
+    scale.add_argument("--ray", action="store_true", help="index with Ray Data (paths may be URIs: s3://bucket/dir/)")
+    scale.add_argument("--ray-address", help="the Ray cluster (auto: the one this machine is in; default: a local Ray)")
+    scale.add_argument("--ray-workers", type=int, help="embedding actors (default: one per GPU, else 1)")
+    scale.add_argument("--ray-gpus", type=float, help="GPUs per embedding actor (default: 1 on a GPU cluster, else 0)")
+    scale.add_argument("--parquet", help="write Parquet files of vectors to this folder or URI instead of Qdrant")
     index.set_defaults(run=cmd_index)
 
     search = commands.add_parser("search", parents=[common, store], help="search with a text or an image")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +72,8 @@ FULL, SHORT = "full", "short"
 OVERSAMPLING = {"int8": 2.0, "binary": 8.0}
 #: the file beside an embedded store that records its layout
 LAYOUT_FILE = "jinaclip.json"
+#: IDs read per request when listing a whole collection
+_PAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,19 @@ class _Store:
         """Which of these IDs are stored."""
         raise NotImplementedError
 
+    def ids(self) -> Iterator[str]:
+        """Every stored ID, a page at a time (for jobs whose workers cannot ask the store)."""
+        offset = None
+        while True:
+            points, offset = self._scroll(offset)
+            yield from (str(p.id) for p in points)
+            if offset is None:
+                return
+
+    def _scroll(self, offset: Any) -> tuple[list[Any], Any]:
+        """One page of up to :data:`_PAGE` points (IDs only) from ``offset``, and the next offset."""
+        raise NotImplementedError
+
     def upsert(self, items: list[Item], vectors: dict[str, np.ndarray]) -> None:
         """Write points, durably, before returning."""
         raise NotImplementedError
@@ -396,6 +411,9 @@ class _ClientStore(_Store):
 
     def existing(self, ids: list[str]) -> set[str]:
         return {str(p.id) for p in self.client.retrieve(self.name, ids, with_payload=False, with_vectors=False)}
+
+    def _scroll(self, offset: Any) -> tuple[list[Any], Any]:
+        return self.client.scroll(self.name, limit=_PAGE, offset=offset, with_payload=False, with_vectors=False)
 
     def upsert(self, items: list[Item], vectors: dict[str, np.ndarray]) -> None:
         points = [
@@ -509,6 +527,10 @@ class _EdgeStore(_Store):
 
     def existing(self, ids: list[str]) -> set[str]:
         return {str(r.id) for r in self._open().retrieve(ids, with_payload=False, with_vector=False)}
+
+    def _scroll(self, offset: Any) -> tuple[list[Any], Any]:
+        request = self.edge.ScrollRequest(offset=offset, limit=_PAGE, with_payload=False, with_vector=False)
+        return self._open().scroll(request)
 
     def upsert(self, items: list[Item], vectors: dict[str, np.ndarray]) -> None:
         q = self.edge

@@ -1,4 +1,4 @@
-"""Batch planning and the prefetching image pipeline."""
+"""Batch planning, the prefetching image pipeline, and halving batches that run out of memory."""
 
 from __future__ import annotations
 
@@ -6,11 +6,72 @@ import multiprocessing
 import threading
 import time
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jinaclip_integrations.engine.batching import decode_pool, length_sorted_batches, prepared_batches
+from jinaclip_integrations.engine.batching import decode_pool, length_sorted_batches, prepared_batches, split_on_oom
+
+
+def _oom_above(limit: int, calls: list[int]):
+    """A batch runner that, like a GPU with room for ``limit`` items, raises OOM above it."""
+
+    def run(part: list[int]) -> list[int]:
+        calls.append(len(part))
+        if len(part) > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return [10 * i for i in part]
+
+    return run
+
+
+@given(n=st.integers(1, 40), limit=st.integers(1, 40))
+def test_split_on_oom_covers_the_batch_in_order_with_parts_that_fit(n, limit):
+    calls: list[int] = []
+    parts = list(split_on_oom(_oom_above(limit, calls), list(range(n))))
+    assert [i for part, _ in parts for i in part] == list(range(n))  # every item once, in order
+    assert all(result == [10 * i for i in part] and len(part) <= limit for part, result in parts)
+    assert calls[0] == n  # the whole batch is tried first
+    assert len(parts) == 1 if n <= limit else len(parts) >= 2
+
+
+def test_split_on_oom_reraises_when_one_item_does_not_fit():
+    calls: list[int] = []
+    with pytest.raises(torch.OutOfMemoryError):
+        list(split_on_oom(_oom_above(0, calls), [0, 1, 2, 3]))
+    assert calls == [4, 2, 1]  # halved down to a single item, then given up
+
+
+def test_split_on_oom_lets_other_errors_through():
+    def run(part: list[int]) -> None:
+        raise RuntimeError("not a memory problem")
+
+    with pytest.raises(RuntimeError, match="not a memory problem"):
+        list(split_on_oom(run, [0, 1]))
+
+
+@pytest.mark.parametrize("tower", ["text", "vision"])
+def test_engine_halves_a_batch_that_runs_out_of_memory(engine, image_paths, monkeypatch, tower):
+    """A forward pass over more than 2 items raises OOM: the engine retries in halves and
+    returns the same vectors (atol 1e-5: only the padding of the smaller text batches differs)."""
+    texts = ["short", "a somewhat longer text about a dog", "x " * 40, "y", "z z z", "ünïcödé"]
+    images = image_paths[:5]
+    expected = engine.encode_text(texts) if tower == "text" else engine.encode_image(images)
+    module, sizes = getattr(engine.model, tower), []
+    forward = module.forward
+
+    def limited(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(x, *rest)
+
+    monkeypatch.setattr(module, "forward", limited)
+    got = engine.encode_text(texts, batch_size=8) if tower == "text" else engine.encode_image(images, batch_size=8)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert sizes == ([6, 3, 1, 2, 3, 1, 2] if tower == "text" else [5, 2, 3, 1, 2])  # tried whole, then halves
 
 
 @given(

@@ -58,12 +58,14 @@ def test_index_twice_then_search_by_text_and_image(env, capsys, tmp_path):
     assert [hit["modality"] for hit in json.loads(out)] == ["image"] * 3
 
 
-def test_index_reports_bad_files_and_exits_1(env, capsys):
+def test_index_reports_bad_files_and_exits_1(env, capsys, tmp_path):
     (env / "broken.jpg").write_bytes(b"not a jpeg")
     (env / "notes.pdf").write_bytes(b"%PDF")
-    code, out, err = run(capsys, "index", str(env), "-q")
+    code, out, err = run(capsys, "index", str(env), "-q", "--report", str(tmp_path / "bad.jsonl"))
     assert code == 1 and "6 added" in out and "1 failed, 1 other files ignored" in out
     assert f"failed: {env / 'broken.jpg'}:" in err
+    [line] = (tmp_path / "bad.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["path"] == str(env / "broken.jpg") and "cannot decode image" in json.loads(line)["reason"]
     code, _, err = run(capsys, "index", str(env), "--on-error", "raise", "-q")
     assert code == 1 and "broken.jpg" in err
 

@@ -10,16 +10,21 @@ import os
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import threading
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from conftest import V2_TINY
 from jinaclip_integrations import InputError, JinaCLIPEngine
+from jinaclip_integrations.engine import images
+from jinaclip_integrations.engine.images import load_image
 
 GRADIENT = V2_TINY / "rgb_gradient_64x48.png"
 CMYK = V2_TINY / "cmyk_45x45.jpg"
@@ -240,3 +245,268 @@ def test_tiny_and_odd_images_embed(engine):
     out = engine.encode_image(items)
     assert out.shape == (5, 64) and np.isfinite(out).all()
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+
+
+# -- decoding: orientation, frames, modes, formats ---------------------------------------------
+
+#: a deterministic, asymmetric RGB image: any flip or rotation changes it
+PHOTO = np.random.default_rng(7).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+
+
+def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _pixels(item) -> np.ndarray:
+    return np.asarray(load_image(item, 0))
+
+
+def _with_orientation(orientation: int, fmt: str = "PNG", **kwargs) -> bytes:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    return _encode(Image.fromarray(PHOTO), fmt, exif=exif, **kwargs)
+
+
+#: EXIF orientation -> what a viewer shows, written with numpy (independent of PIL's transposes)
+UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@pytest.mark.parametrize("orientation", list(UPRIGHT))
+def test_exif_orientation_is_applied_as_a_viewer_shows_it(orientation):
+    """Lossless PNG, WebP and TIFF (which PIL turns upright itself, on load): the decoded pixels
+    are exactly the stored ones, turned upright."""
+    expected = UPRIGHT[orientation](PHOTO)
+    np.testing.assert_array_equal(_pixels(_with_orientation(orientation)), expected)
+    np.testing.assert_array_equal(_pixels(_with_orientation(orientation, "WEBP", lossless=True)), expected)
+    np.testing.assert_array_equal(_pixels(_with_orientation(orientation, "TIFF")), expected)
+
+
+def test_exif_rotated_jpeg_embeds_as_its_upright_pixels(engine):
+    data = _with_orientation(6, "JPEG", quality=95)
+    stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # as the camera wrote it
+    np.testing.assert_array_equal(_pixels(data), np.rot90(stored, -1))
+    upright = engine.encode_image([np.ascontiguousarray(np.rot90(stored, -1))])
+    np.testing.assert_allclose(engine.encode_image([data]), upright, atol=1e-6, rtol=0)
+    assert not np.allclose(engine.encode_image([stored]), upright, atol=1e-3)  # orientation matters here
+
+
+def test_callers_pil_image_is_not_modified():
+    """Orientation, mode, size, pixels and frame of the caller's image stay as they were."""
+    img = Image.open(io.BytesIO(_with_orientation(8)))
+    assert _pixels(img).shape == (20, 12, 3)
+    assert (img.size, img.mode, img.getexif()[ExifTags.Base.Orientation]) == ((20, 12), "RGB", 8)
+    np.testing.assert_array_equal(np.asarray(img), PHOTO)
+
+
+FRAME_COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+def _animation(fmt: str) -> bytes:
+    frames = [Image.new("RGB", (8, 6), color) for color in FRAME_COLORS]
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    return _encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_animated_image_gives_its_first_frame(engine, fmt):
+    """Encoded animations (GIF, WebP, APNG) give frame 0; a PIL image gives the frame it is on,
+    and stays on it."""
+    data = _animation(fmt)
+    assert Image.open(io.BytesIO(data)).n_frames == 3
+    assert (_pixels(data) == FRAME_COLORS[0]).all()
+    np.testing.assert_allclose(
+        engine.encode_image([data]), engine.encode_image([np.full((6, 8, 3), FRAME_COLORS[0], np.uint8)]), atol=1e-6
+    )
+    seeked = Image.open(io.BytesIO(data))
+    seeked.seek(2)
+    assert (_pixels(seeked) == FRAME_COLORS[2]).all()
+    assert seeked.tell() == 2
+
+
+#: 8-bit gray levels and the same levels widened to 16 bits (v * 257, as 8 -> 16 bit tools do)
+GRAY8 = np.random.default_rng(3).integers(0, 256, (20, 30), dtype=np.uint8)
+GRAY16 = GRAY8.astype(np.uint16) * 257
+
+
+def _png16_rgb(levels: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (pillow cannot write one), rows unfiltered."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = levels.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in levels)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "make, mode",
+    [
+        pytest.param(lambda: _encode(Image.fromarray(GRAY16), "PNG"), "I;16", id="png"),
+        pytest.param(lambda: _encode(Image.fromarray(GRAY16), "TIFF"), "I;16", id="tiff-little-endian"),
+        pytest.param(
+            lambda: _encode(Image.frombytes("I;16B", (30, 20), GRAY16.astype(">u2").tobytes()), "TIFF"),
+            "I;16B",
+            id="tiff-big-endian",
+        ),
+        pytest.param(lambda: Image.fromarray(GRAY16), "I;16", id="pil-I;16"),
+        pytest.param(lambda: Image.fromarray(GRAY16.astype(np.int32)), "I", id="pil-I"),
+    ],
+)
+def test_16_bit_gray_is_scaled_not_clipped(make, mode):
+    """PIL's own conversion clips levels above 255 to white; they are scaled to 0..255 instead,
+    so a 16-bit image gives exactly the 8-bit image it was widened from."""
+    item = make()
+    assert (item if isinstance(item, Image.Image) else Image.open(io.BytesIO(item))).mode == mode  # pillow 13
+    np.testing.assert_array_equal(_pixels(item), np.repeat(GRAY8[:, :, None], 3, axis=2))
+
+
+def test_32_bit_gray_is_clipped_to_16_bits_then_scaled():
+    levels = np.array([[-5, 0, 128, 32896, 65535, 70000]], np.int32)
+    np.testing.assert_array_equal(_pixels(Image.fromarray(levels))[0, :, 0], [0, 0, 0, 128, 255, 255])
+
+
+def test_16_bit_rgb_png_keeps_the_high_byte():
+    """Pillow's PNG decoder reads 48-bit RGB as 8-bit RGB (the high byte of each level)."""
+    low = np.random.default_rng(5).integers(0, 256, PHOTO.shape, dtype=np.uint16)  # must not matter
+    rgb16 = PHOTO.astype(np.uint16) * 256 + low
+    np.testing.assert_array_equal(_pixels(_png16_rgb(rgb16)), PHOTO)
+
+
+def test_float_image_is_clipped_and_truncated_as_pil_does():
+    """Mode F is taken as 0..255 levels: out-of-range values clip, fractions truncate."""
+    values = np.array([[-5.0, 0.5, 127.6, 254.9, 300.0]], np.float32)
+    np.testing.assert_array_equal(_pixels(Image.fromarray(values))[0, :, 0], [0, 0, 127, 254, 255])
+
+
+@pytest.mark.parametrize("fmt, tolerance", [("TIFF", 0), ("JPEG", 3)])
+def test_cmyk_inks_become_their_rgb_colors(fmt, tolerance):
+    """Pure inks in 16 px blocks: cyan, magenta, yellow, black. Pillow writes CMYK JPEGs inverted
+    with an Adobe marker, as Photoshop does; its decoder undoes that."""
+    inks = [(255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255)]
+    expected = [(0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0)]
+    cmyk = Image.new("CMYK", (64, 16))
+    for i, ink in enumerate(inks):
+        cmyk.paste(ink, (16 * i, 0, 16 * i + 16, 16))
+    pixels = _pixels(_encode(cmyk, fmt, quality=95) if fmt == "JPEG" else _encode(cmyk, fmt))
+    centers = pixels[8, [8, 24, 40, 56]].astype(int)
+    np.testing.assert_allclose(centers, expected, atol=tolerance)
+
+
+def _palette_with_alpha(transparency: bytes | int = bytes([0, 128, 255, 0])) -> Image.Image:
+    """A palette image with transparency: a bytes table (PNG tRNS; PIL warns on convert("RGB"))
+    or one transparent index (GIF)."""
+    img = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8) % 4, mode="P")
+    img.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30])
+    img.info["transparency"] = transparency
+    return img
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(_palette_with_alpha, id="pil-bytes-transparency"),
+        pytest.param(lambda: Image.open(io.BytesIO(_encode(_palette_with_alpha(), "PNG"))), id="png-trns"),
+        pytest.param(lambda: Image.open(io.BytesIO(_encode(_palette_with_alpha(3), "GIF"))), id="gif-transparency"),
+    ],
+)
+def test_palette_with_transparency_keeps_the_reference_pixels_without_warning(make):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = np.asarray(make().convert("RGB"))  # what the reference's convert("RGB") gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(_pixels(make()), reference)
+    assert {tuple(p) for p in reference.reshape(-1, 3)} <= {(255, 0, 0), (0, 255, 0), (0, 0, 255), (10, 20, 30)}
+
+
+def test_alpha_is_dropped_not_composited():
+    """Fully transparent pixels keep the color they store (no white or black background)."""
+    rgba = np.array([[[10, 20, 30, 0], [200, 100, 50, 255]]], np.uint8)
+    np.testing.assert_array_equal(_pixels(Image.fromarray(rgba)), rgba[:, :, :3])
+    la = Image.fromarray(np.array([[[90, 0], [250, 128]]], np.uint8), mode="LA")
+    np.testing.assert_array_equal(_pixels(la)[0], [[90, 90, 90], [250, 250, 250]])
+
+
+GRADIENT_ARRAY = np.asarray(Image.open(GRADIENT).convert("RGB"))
+#: a smooth picture for the lossy formats: red grows to the right, green downwards
+_ys, _xs = np.mgrid[0:48, 0:64]
+SMOOTH = np.stack([_xs * 4, _ys * 5, np.full_like(_xs, 128)], axis=2).astype(np.uint8)
+
+
+def test_webp_lossless_is_exact(engine):
+    data = _encode(Image.fromarray(GRADIENT_ARRAY), "WEBP", lossless=True)
+    np.testing.assert_array_equal(_pixels(data), GRADIENT_ARRAY)
+    same_as_path(engine, GRADIENT, data)
+
+
+def test_heic_is_read_through_pillow_heif():
+    pillow_heif = pytest.importorskip("pillow_heif")
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.fromarray(SMOOTH)).save(buf, format="HEIF", quality=95)
+    data = buf.getvalue()
+    assert data[4:12] == b"ftypheic"
+    pixels = _pixels(data)
+    np.testing.assert_array_equal(pixels, np.asarray(pillow_heif.open_heif(data)))  # libheif's own decoding
+    assert np.abs(pixels.astype(int) - SMOOTH).mean() < 3  # lossy, but the same picture
+
+
+def test_avif_is_read_by_pillow_even_with_pillow_heif_registered():
+    images._heif_opener()  # pillow-heif's opener registered (if installed) must not take AVIF over
+    data = _encode(Image.fromarray(SMOOTH), "AVIF", quality=95)
+    assert data[4:12] == b"ftypavif"
+    assert np.abs(_pixels(data).astype(int) - SMOOTH).mean() < 3
+
+
+@pytest.fixture
+def without_pillow_heif(monkeypatch):
+    """As if pillow-heif were not installed: its import fails, and the opener is looked up again."""
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    images._heif_opener.cache_clear()
+    yield
+    images._heif_opener.cache_clear()  # before monkeypatch restores the module: found again next time
+
+
+def test_heic_without_pillow_heif_says_what_to_install(engine, without_pillow_heif):
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    with pytest.raises(InputError, match=r'index 1: bytes is a HEIC/HEIF image: pip install "jinaclip-integrations\[heif\]"'):  # fmt: skip
+        engine.encode_image([GRADIENT, heic])
+
+
+def test_pillow_heif_is_imported_only_for_a_heif_image():
+    pytest.importorskip("pillow_heif")
+    code = (
+        "import sys, io\n"
+        "from PIL import Image\n"
+        "from jinaclip_integrations.engine.images import load_image\n"
+        f"load_image({str(GRADIENT)!r}, 0)\n"
+        "assert 'pillow_heif' not in sys.modules, 'imported too early'\n"
+        "try:\n"
+        "    load_image(b'\\x00\\x00\\x00\\x18ftypheic' + bytes(64), 0)\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "assert 'pillow_heif' in sys.modules, 'not imported for a HEIC image'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_an_avif_with_the_generic_mif1_brand_is_not_taken_for_heic(engine, without_pillow_heif):
+    """AVIF files may name ``mif1`` as their major brand; pillow reads them without pillow-heif."""
+    buf = io.BytesIO()
+    Image.fromarray(SMOOTH).save(buf, format="AVIF", quality=95)
+    avif = buf.getvalue()
+    mif1 = avif[:8] + b"mif1" + avif[12:]
+    assert b"avif" in mif1[16:32]
+    np.testing.assert_allclose(engine.encode_image([mif1]), engine.encode_image([avif]), atol=1e-6)

@@ -31,7 +31,7 @@ def test_public_names():
             "shared_engine", "FusedHit", "fuse_modalities"}  # fmt: skip
     integrations = {"JinaCLIPEmbeddings", "MultimodalQdrantVectorStore", "LangChainCrossModalRetriever",
                     "JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever", "QdrantVectorizer", "WeaviateVectorizer",
-                    "create_inference_app", "create_app", "ServerSettings"}  # fmt: skip
+                    "create_inference_app", "create_app", "ServerSettings", "index_with_ray", "RayIndexResult"}  # fmt: skip
     assert set(jinaclip_integrations.__all__) == core
     assert set(dir(jinaclip_integrations)) == core | integrations
     for name in core | integrations:
@@ -45,7 +45,7 @@ import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("langchain_core", "langchain_qdrant", "llama_index", "qdrant_client",
-                                  "qdrant_edge", "weaviate", "fastapi"):  # fmt: skip
+                                  "qdrant_edge", "weaviate", "fastapi", "ray"):  # fmt: skip
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Block())
 """
@@ -67,6 +67,12 @@ for name, extra in (("JinaCLIPEmbeddings", "langchain"), ("JinaCLIPEmbedding", "
         assert f'pip install "jinaclip-integrations[{extra}]"' in str(exc), str(exc)
     else:
         raise AssertionError(name + " imported without its framework")
+try:  # the Ray job's module imports without Ray; running the job needs it
+    j.index_with_ray(["examples/data"], parquet="unused")
+except ImportError as exc:
+    assert 'pip install "jinaclip-integrations[ray]"' in str(exc), str(exc)
+else:
+    raise AssertionError("index_with_ray ran without Ray")
 """
     )
     result = run("-c", code)
@@ -79,8 +85,9 @@ def test_core_dependencies_only():
     assert names == CORE
     assert project["version"] == jinaclip_integrations.__version__
     extras = project["optional-dependencies"]
-    assert {"langchain", "llama-index", "qdrant", "weaviate", "server", "test"} <= set(extras)
-    assert "jinaclip-integrations[langchain,llama-index,qdrant,weaviate,server]" in extras["test"]
+    assert {"langchain", "llama-index", "qdrant", "weaviate", "server", "heif", "ray", "test"} <= set(extras)
+    assert "jinaclip-integrations[langchain,llama-index,qdrant,weaviate,server,heif,ray]" in extras["test"]
+    assert "ray[data]>=2.40,<3" in extras["ray"] and "jinaclip-integrations[qdrant]" in extras["ray"]
     assert "qdrant-edge-py==0.9.0" in extras["qdrant"]  # pinned: its API still changes
 
 
@@ -139,3 +146,17 @@ def test_server_benchmark_smoke():
     result = run("benchmarks/bench_server.py", "--smoke")
     assert result.returncode == 0, result.stderr
     assert "merged / unmerged" in result.stdout
+
+
+def test_load_benchmark_smoke():
+    result = run("benchmarks/bench_load.py", "--smoke")
+    assert result.returncode == 0, result.stderr
+    assert "| **all good** |" in result.stdout and "unexpected: **0**" in result.stdout
+    assert "MiB/min" in result.stdout and "server / direct" in result.stdout
+
+
+def test_ray_benchmark_smoke():
+    result = run("benchmarks/bench_ray.py", "--smoke")
+    assert result.returncode == 0, result.stderr
+    runs = [line.split(" | ")[0][2:] for line in result.stdout.splitlines() if line.startswith(("| single", "| ray"))]
+    assert runs[:3] == ["single process", "ray, 1 CPU actor", "ray, 2 CPU actors"]  # and one GPU actor with CUDA

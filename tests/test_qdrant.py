@@ -291,6 +291,8 @@ def test_bad_in_memory_items_raise_or_are_skipped(tmp_path, engine):
     assert len(long_b64) > 255  # too long for a file name: probing it as a path must not raise
     with pytest.raises(InputError, match="index 1: 'no/such.png' is not an existing file"):
         vectorizer.add_images([DATA / "red_circle.png", "no/such.png"])
+    with pytest.raises(InputError, match="index 0: 'photos/IMG_1234' is not an existing file"):
+        vectorizer.add_images(["photos/IMG_1234"])  # base64 characters only, but a missing file
     with pytest.raises(InputError, match="index 0: .*lone surrogate"):
         vectorizer.add_texts(["bad\ud800"])
     with pytest.raises(InputError, match="index 1: metadata is not JSON"):

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hmac
 import json
 import re
 import subprocess
@@ -32,6 +33,7 @@ from _servers import serve
 from jinaclip_integrations.errors import InputError
 from jinaclip_integrations.server import ServerSettings, add_server_arguments, create_app, security, settings_from_args
 from jinaclip_integrations.server.batcher import BatcherClosed, MicroBatcher
+from jinaclip_integrations.weaviate import inference_router
 
 ATOL = 1e-5
 KEY = "test-key-123"
@@ -227,6 +229,62 @@ def test_weaviate_routes_can_be_left_open(engine):
         assert_error(anonymous.post("/v1/embeddings", json={"input": ["a"]}), 401, "both", "API key")
 
 
+def is_probe(path: str) -> bool:
+    """The routes documented as open: health, readiness and Weaviate's probes."""
+    return (
+        path in ("/health", "/ready") or re.fullmatch(r"(/passage|/query)?/\.well-known/(live|ready)", path) is not None
+    )
+
+
+def every_route(routes: list, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(path, method) of every route, into included routers (FastAPI keeps them nested)."""
+    for route in routes:
+        if hasattr(route, "original_router"):
+            yield from every_route(route.original_router.routes, prefix + route.include_context.prefix)
+        else:
+            yield from ((prefix + route.path, method) for method in route.methods)
+
+
+@pytest.mark.parametrize("weaviate_routes_auth", [True, False])
+async def test_every_route_needs_the_key_but_the_probes(engine, weaviate_routes_auth):
+    """Every path and method of the app (schema pages, unlisted routes and unknown paths
+    included): 401 without the key, anything else with it."""
+    app = create_app(engine, ServerSettings(api_key=KEY, weaviate_routes_auth=weaviate_routes_auth))
+    weaviate = {path for path, _ in every_route(inference_router(engine).routes)}
+    calls = sorted(every_route(app.routes))
+    calls += [("/no/such/route", "GET"), ("/v1/embeddings", "DELETE")]
+    paths = {path for path, _ in calls}
+    assert {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/v1/embeddings", "/v1/models"} <= paths
+    assert {"/vectorize", "/vectors/", "/query/vectors", "/passage/meta", "/query/.well-known/ready"} <= paths
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://app") as client:  # fmt: skip
+        for path, method in calls:
+            body = b"{}" if method == "POST" else None
+            anonymous = await client.request(method, path, content=body)
+            if is_probe(path) or (not weaviate_routes_auth and path in weaviate):
+                assert anonymous.status_code != 401, (method, path)
+            else:
+                assert anonymous.status_code == 401, (method, path, anonymous.status_code)
+                assert anonymous.headers["www-authenticate"] == "Bearer"
+            keyed = await client.request(method, path, content=body, headers=AUTH)
+            assert keyed.status_code != 401, (method, path)
+
+
+def test_the_key_is_compared_in_constant_time(server, monkeypatch):
+    compared: list[tuple[bytes, bytes]] = []
+    compare_digest = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return compare_digest(a, b)
+
+    monkeypatch.setattr(security.hmac, "compare_digest", spy)
+    with httpx.Client(base_url=server[0], timeout=60) as client:
+        assert client.get("/v1/models", headers={"Authorization": "Bearer test-key-12X"}).status_code == 401
+        assert client.get("/v1/models", headers=AUTH).status_code == 200
+    assert compared == [(b"test-key-12X", KEY.encode()), (KEY.encode(), KEY.encode())]
+
+
 def test_settings_and_command_line(monkeypatch):
     monkeypatch.setenv("JINACLIP_API_KEY", "from-env")
     parser = argparse.ArgumentParser()
@@ -341,6 +399,16 @@ class _ImageHandler(BaseHTTPRequestHandler):
         if self.path == "/slow":
             time.sleep(1.0)
         status, headers, body = self.routes.get(self.path, (404, {}, b"missing"))
+        if self.path == "/slow-body":  # the headers at once, then the body a few bytes at a time
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the fetch hangs up at its deadline
+                for start in range(0, len(body), 8):
+                    self.wfile.write(body[start : start + 8])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            return
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -354,7 +422,7 @@ class _ImageHandler(BaseHTTPRequestHandler):
 
 @contextmanager
 def image_host(host: str, image: bytes) -> Iterator[str]:
-    """An HTTP server on ``host`` with an image, redirects, a web page, a loop and a slow route."""
+    """An HTTP server on ``host`` with an image, redirects, web pages, a loop and slow routes."""
     handler = type("Handler", (_ImageHandler,), {})
     server = ThreadingHTTPServer((host, 0), handler)
     base = f"http://{host}:{server.server_address[1]}"
@@ -364,9 +432,12 @@ def image_host(host: str, image: bytes) -> Iterator[str]:
         "/hop": (302, {"Location": "/cat.png"}, b""),
         "/to-loopback": (301, {"Location": f"http://127.0.0.1:{server.server_address[1]}/cat.png"}, b""),
         "/page": (200, {"Content-Type": "text/html"}, b"<html>not an image</html>"),
+        "/plain": (200, {"Content-Type": "Text/Plain; charset=utf-8"}, b"not an image"),
+        "/json": (200, {"Content-Type": "application/json"}, b'{"error": "not found"}'),
         "/junk": (200, {"Content-Type": "image/png"}, b"not really a png"),
         "/loop": (302, {"Location": "/loop"}, b""),
         "/slow": (200, {"Content-Type": "image/png"}, image),
+        "/slow-body": (200, {}, image),
     }
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -423,14 +494,19 @@ def test_url_fetching_checks_every_redirect(fetching, engine, images, monkeypatc
         cases = {
             "/to-loopback": r"refused to fetch http://127.0.0.1:\d+/cat.png: .*non-public address 127.0.0.1",
             "/loop": r"more than 3 redirects",
-            "/page": r"is not an image \(Content-Type text/html\)",
+            "/page": r"/page returned text/html, not an image$",
+            "/plain": r"/plain returned Text/Plain, not an image$",
+            "/json": r"/json returned application/json, not an image$",
             "/junk": r"not an image",
             "/missing": r"HTTP 404 fetching",
-            "/slow": r"took longer than 0.5 s",
+            "/slow": r"/slow took longer than 0.5 s$",  # slow headers
+            "/slow-body": r"/slow-body took longer than 0.5 s$",  # headers at once, the body slowly
         }
         for path, pattern in cases.items():
+            start = time.monotonic()
             response = fetching.post("/v1/embeddings", json={"input": ["a", "b", {"url": base + path}]})
             assert_error(response, 400, "jina", r"^invalid image at index 2: .*" + pattern)
+            assert time.monotonic() - start < 2, f"{path} was not cut at the 0.5 s deadline"
 
 
 def test_private_urls_when_allowed(engine, images):
@@ -485,16 +561,20 @@ def test_address_check(address, allowed):
 
 
 class SlowOrBroken:
-    """The real engine, except that ``encode_text`` sleeps or raises."""
+    """The real engine, except that ``encode_text`` sleeps, waits for ``release`` or raises."""
 
-    def __init__(self, engine, delay: float = 0.0, error: Exception | None = None) -> None:
-        self._engine, self._delay, self._error = engine, delay, error
+    def __init__(
+        self, engine, delay: float = 0.0, error: Exception | None = None, release: threading.Event | None = None
+    ) -> None:
+        self._engine, self._delay, self._error, self._release = engine, delay, error, release
 
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
     def encode_text(self, texts, **kwargs):
         time.sleep(self._delay)
+        if self._release is not None:
+            assert self._release.wait(30), "the test never released the model"
         if self._error is not None:
             raise self._error
         return self._engine.encode_text(texts, **kwargs)
@@ -560,6 +640,41 @@ async def test_load_64_clients_every_answer_correct_and_merged(server, engine, i
     requests, batches = batcher.stats.requests - before[0], batcher.stats.batches - before[1]
     assert requests == jobs
     assert batcher.stats.merged_batches > 0 and batches < 0.8 * jobs, f"{jobs} jobs ran in {batches} batches"
+
+
+async def test_weaviate_requests_are_merged_with_the_others(engine, images):
+    """While the model is busy, Weaviate requests queue in the same batcher as /v1/embeddings
+    ones: texts of the same task share one engine call, whichever route sent them."""
+    release = threading.Event()
+    app = create_app(SlowOrBroken(engine, release=release), ServerSettings())
+    batcher = app.state.batcher
+    stats = batcher.stats
+    with serve(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            blocker = asyncio.ensure_future(client.post("/v1/embeddings", json={"input": ["blocker"]}))
+            while stats.batches == 0:
+                await asyncio.sleep(0.01)
+            answers = asyncio.gather(
+                client.post("/v1/embeddings", json={"input": ["a"]}),
+                client.post("/vectorize", json={"texts": ["b"], "images": [b64(images[0])]}),
+                client.post("/vectors", json={"texts": ["c", "d"], "config": {"dimensions": 16}}),
+                client.post("/query/vectors", json={"text": "e"}),
+            )
+            deadline = time.monotonic() + 30
+            while batcher.queued < 5:  # /vectorize queues a text and an image job
+                assert time.monotonic() < deadline, f"{batcher.queued} jobs queued"
+                await asyncio.sleep(0.01)
+            release.set()
+            jina, clip, t2v, query = await answers
+            assert (await blocker).status_code == 200
+    np.testing.assert_allclose(vectors(jina), engine.encode_text(["a"]), atol=ATOL)
+    np.testing.assert_allclose(clip.json()["textVectors"], engine.encode_text(["b"]), atol=ATOL)
+    np.testing.assert_allclose(clip.json()["imageVectors"], engine.encode_image(images[:1]), atol=ATOL)
+    np.testing.assert_allclose(t2v.json()["vectors"], engine.encode_text(["c", "d"], truncate_dim=16), atol=ATOL)
+    assert t2v.json()["dims"] == 16
+    np.testing.assert_allclose(query.json()["vector"], engine.encode_text(["e"], task=QUERY)[0], atol=ATOL)
+    # the blocker; a, b, c and d together; e (query task); the image
+    assert (stats.requests, stats.batches, stats.merged_batches) == (6, 4, 1)
 
 
 async def test_batcher_limits_and_drains_on_close(engine):
@@ -648,19 +763,6 @@ async def test_timeouts_and_failures(engine, fake, settings, status, pattern):
         assert_error(await client.post("/v1/embeddings", json={"input": ["a"], "normalized": True}), status, "jina", pattern)  # fmt: skip
 
 
-def test_shutdown_finishes_requests_in_flight(engine):
-    app = create_app(SlowOrBroken(engine, delay=0.5), ServerSettings())
-    answers: list[httpx.Response] = []
-    with serve(app) as url:
-        thread = threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/v1/embeddings", json={"input": ["a"]}, timeout=60)))  # fmt: skip
-        thread.start()
-        while app.state.batcher.stats.requests == 0:  # stop the server once the request is in the model
-            time.sleep(0.01)
-    thread.join(30)
-    np.testing.assert_allclose(vectors(answers[0]), engine.encode_text(["a"]), atol=ATOL)
-    assert not app.state.batcher.running
-
-
 def test_openapi_documents_the_bodies(http):
     schema = http.get("/openapi.json").json()
     assert {"/v1/embeddings", "/v1/models", "/health", "/ready", "/vectorize", "/vectors"} <= set(schema["paths"])
@@ -674,6 +776,14 @@ def test_openapi_documents_the_bodies(http):
     assert "422" not in operation["responses"]
     assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EmbeddingError"}  # fmt: skip
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EmbeddingResponse"}  # fmt: skip
+    # with a key: the bearer scheme, and a 401 on every operation that needs it
+    assert schema["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            if is_probe(path):
+                assert "security" not in operation and "401" not in operation["responses"], path
+            else:
+                assert operation["security"] == [{"bearer": []}] and "401" in operation["responses"], path
 
 
 def test_settings_need_no_fastapi_and_the_app_says_what_to_install():
@@ -713,3 +823,30 @@ def test_weaviate_routes_keep_the_servers_limits(engine):
         assert nested.status_code == 400 and "nested too deeply" in nested.json()["error"]
         nested = client.post("/v1/embeddings", content=b'{"input": ' + b"[" * 50000 + b"]" * 50000 + b"}")
         assert nested.status_code == 400 and "nested too deeply" in nested.text
+
+
+def test_heic_images_are_read_or_the_error_says_what_to_install(http, engine, monkeypatch):
+    """The header check opens HEIC through pillow-heif like the engine does; without
+    pillow-heif the 400 names the item and the extra to install."""
+    import io
+    import sys
+
+    from PIL import Image
+
+    from jinaclip_integrations.engine import images as engine_images
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (40, 30), (200, 30, 60))).save(buf, format="HEIF", quality=95)
+    heic = buf.getvalue()
+    got = vectors(http.post("/v1/embeddings", json={"input": [{"text": "x"}, {"image": b64(heic)}]}))
+    np.testing.assert_allclose(got[1], engine.encode_image([heic])[0], atol=ATOL)
+
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    engine_images._heif_opener.cache_clear()
+    monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if k != "HEIF"})
+    try:
+        response = http.post("/v1/embeddings", json={"input": [{"text": "x"}, {"image": b64(heic)}]})
+    finally:
+        engine_images._heif_opener.cache_clear()
+    assert response.status_code == 400 and "index 1" in response.text and "[heif]" in response.text, response.text

@@ -1,4 +1,5 @@
-"""Batch planning (length-sorted text batches) and the image preparation pipeline."""
+"""Batch planning (length-sorted text batches), the image preparation pipeline, and running a
+batch so that running out of accelerator memory halves it instead of failing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
+
+import torch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,6 +35,33 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: i
     if current:
         batches.append(current)
     return batches
+
+
+def split_on_oom(run: Callable[[list[int]], R], batch: list[int]) -> Iterator[tuple[list[int], R]]:
+    """Yield ``(part, run(part))`` for parts that together cover ``batch``, in order.
+
+    The whole batch is tried first. A part that runs out of accelerator memory
+    (``torch.OutOfMemoryError``) is halved and both halves are tried in its place, so one batch
+    too large for the memory left (long texts, another process on the GPU) costs a retry
+    instead of the request. A single item that does not fit re-raises the error.
+    """
+    todo = [batch]
+    while todo:
+        part = todo.pop()
+        try:
+            result, fits = run(part), True
+        except torch.cuda.OutOfMemoryError:
+            if len(part) == 1:
+                raise
+            fits = False
+        if fits:
+            yield part, result
+            continue
+        # out of the except block, so the failed attempt's tensors are already freed
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(part) // 2
+        todo += [part[half:], part[:half]]
 
 
 _POOL: ThreadPoolExecutor | None = None

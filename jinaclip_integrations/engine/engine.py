@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress_bar
-from .batching import length_sorted_batches, prepared_batches
+from .batching import length_sorted_batches, prepared_batches, split_on_oom
 from .config import JinaCLIPConfig
 from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
 from .model import JinaCLIPModel
@@ -229,6 +230,8 @@ class JinaCLIPEngine:
         Raises:
             InputError: an item is not a string (its index is in ``.index``).
             ValueError: unknown task, unsupported ``truncate_dim`` or bad ``batch_size``.
+            torch.OutOfMemoryError: a single text does not fit in the accelerator's memory (a
+                batch that does not fit is halved and retried, see :func:`.batching.split_on_oom`).
         """
         texts = self._check_texts(texts)
         prefix = self._instruction(task)
@@ -242,9 +245,8 @@ class JinaCLIPEngine:
         shown = self.show_progress if show_progress is None else show_progress
         with progress_bar(len(texts), "Embedding texts", shown, unit="text") as bar, torch.inference_mode():
             for batch in batches:
-                input_ids = self.tokenizer.pad([ids[i] for i in batch]).to(self.device, non_blocking=True)
-                features = self.model.text(input_ids, input_ids != self.tokenizer.pad_token_id)
-                out[batch] = self._finish(features, dim, normalize)
+                for part, features in split_on_oom(partial(self._text_forward, ids), batch):
+                    out[part] = self._finish(features, dim, normalize)
                 bar.update(len(batch))
         return out
 
@@ -268,6 +270,7 @@ class JinaCLIPEngine:
             InputError: an image is missing, unreadable, corrupt, truncated, of an unsupported
                 type, or larger than ``max_image_pixels`` (its index is in ``.index``).
             ValueError: unsupported ``truncate_dim`` or bad ``batch_size``.
+            torch.OutOfMemoryError: a single image does not fit in the accelerator's memory.
         """
         single = isinstance(images, (str, bytes)) or (isinstance(images, np.ndarray) and images.ndim != 4)
         if single or not isinstance(images, Iterable):
@@ -285,14 +288,64 @@ class JinaCLIPEngine:
         # closing(): if the model raises, queued decoding is cancelled at once, not when collected
         with progress_bar(len(items), "Embedding images", shown, unit="image") as bar, torch.inference_mode(), closing(batches):  # fmt: skip
             for batch in batches:
-                pixels = torch.stack(batch)
-                pixels = (pixels.pin_memory() if pin else pixels).to(self.device, self.dtype, non_blocking=True)
-                out[start : start + len(batch)] = self._finish(self.model.vision(pixels), dim, normalize)
+                self._embed_pixels(batch, out[start : start + len(batch)], normalize, pin)
                 start += len(batch)
                 bar.update(len(batch))
         return out
 
+    def encode_pixels(
+        self,
+        crops: np.ndarray | torch.Tensor,
+        *,
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Embed images already decoded, resized and cropped: a float32 array of shape ``(n, d)``.
+
+        ``crops`` is uint8 of shape ``(n, size, size, 3)``, one ``preprocessor.crop(...)`` per
+        image (``size`` is ``preprocessor.size``). For pipelines that decode images elsewhere,
+        e.g. on the CPU workers of a Ray job, and bring only crops to the model: the vectors
+        equal :meth:`encode_image`'s for the same images.
+
+        Raises:
+            ValueError: ``crops`` of another shape or type, unsupported ``truncate_dim`` or bad
+                ``batch_size``.
+            torch.OutOfMemoryError: a single image does not fit in the accelerator's memory.
+        """
+        crops = torch.as_tensor(crops)
+        size = self.preprocessor.size
+        if crops.dtype != torch.uint8 or crops.ndim != 4 or tuple(crops.shape[1:]) != (size, size, 3):
+            raise ValueError(f"crops must be uint8 of shape (n, {size}, {size}, 3), got {crops.dtype} {tuple(crops.shape)}")  # fmt: skip
+        pixels = self.preprocessor.normalize(crops)
+        dim = self._output_dim(truncate_dim)
+        step = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
+        out = np.empty((len(pixels), dim), dtype=np.float32)
+        pin = self.device.type == "cuda"
+        with torch.inference_mode():
+            for start in range(0, len(pixels), step):
+                self._embed_pixels(list(pixels[start : start + step]), out[start : start + step], normalize, pin)
+        return out
+
     # -- helpers ---------------------------------------------------------------------------
+
+    def _text_forward(self, ids: list[list[int]], part: list[int]) -> torch.Tensor:
+        """Pad the texts ``part`` of ``ids`` (to the longest of them) and run the text tower."""
+        input_ids = self.tokenizer.pad([ids[i] for i in part]).to(self.device, non_blocking=True)
+        return self.model.text(input_ids, input_ids != self.tokenizer.pad_token_id)
+
+    def _embed_pixels(self, batch: list[torch.Tensor], out: np.ndarray, normalize: bool, pin: bool) -> None:
+        """Embed one batch of preprocessed images into ``out`` (its rows, ``out.shape[1]`` dims),
+        halving the batch if it runs out of accelerator memory."""
+        for part, features in split_on_oom(partial(self._vision_forward, batch, pin), list(range(len(batch)))):
+            out[part] = self._finish(features, out.shape[1], normalize)
+
+    def _vision_forward(self, pixels: list[torch.Tensor], pin: bool, part: list[int]) -> torch.Tensor:
+        """Stack the preprocessed images ``part`` of ``pixels``, move them to the device (through
+        pinned memory on CUDA) and run the vision tower."""
+        batch = torch.stack([pixels[i] for i in part])
+        batch = (batch.pin_memory() if pin else batch).to(self.device, self.dtype, non_blocking=True)
+        return self.model.vision(batch)
 
     def _prepare_image(self, index: int, item: ImageInput) -> torch.Tensor:
         return self.preprocessor.prepare(item, index, self.max_image_pixels)

@@ -28,11 +28,16 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
 def resolve_checkpoint(
-    name_or_path: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    weights: bool = True,
 ) -> Path:
     """The local folder holding a checkpoint: ``name_or_path`` itself if it is a folder, else
     the Hugging Face hub snapshot of that model name (from the local cache when it is there,
-    downloaded otherwise; ``HF_HUB_OFFLINE=1`` forbids the download)."""
+    downloaded otherwise; ``HF_HUB_OFFLINE=1`` forbids the download). ``weights=False`` fetches
+    only the config and tokenizer files, for a process that never loads the model."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -42,7 +47,8 @@ def resolve_checkpoint(
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     name = str(name_or_path)
-    kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_patterns": HUB_PATTERNS}
+    patterns = HUB_PATTERNS if weights else [p for p in HUB_PATTERNS if not p.endswith(".safetensors")]
+    kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_patterns": patterns}
     try:
         try:
             return Path(snapshot_download(name, local_files_only=True, **kwargs))

@@ -44,10 +44,17 @@ requests are embedded together (:mod:`.batcher`).
 Other routes: ``GET /v1/models`` (OpenAI's list, one model), ``GET /health`` (200 while the
 process runs), ``GET /ready`` (200 once the model is loaded and the batcher runs, else 503),
 and the Weaviate routes of :func:`~jinaclip_integrations.weaviate.inference_router` at the
-root (``/vectorize``, ``/vectors``, ``/meta``, ``/.well-known/*``; they call the engine
-directly, without merging). With an API key set, every route needs it except ``/health``,
-``/ready`` and ``/.well-known/*`` (probes), and the Weaviate routes when
-``weaviate_routes_auth`` is off.
+root (``/vectorize``, ``/vectors``, ``/meta``, ``/.well-known/*``; they embed through the same
+batcher). With an API key set, every route needs it except ``/health``, ``/ready`` and
+``/.well-known/*`` (probes), and the Weaviate routes when ``weaviate_routes_auth`` is off; the
+schema and its pages (``/openapi.json``, ``/docs``, ``/redoc``) need it too (a browser opening
+``/docs`` cannot send it: fetch ``/openapi.json`` with the key instead). The schema then
+declares the bearer scheme and the 401 of every route that needs it.
+
+A client that disconnects before its answer cancels its request: still queued in the batcher,
+it is dropped; already in the model, it finishes and the answer is discarded. At shutdown the
+server stops accepting connections, answers the requests in flight, then embeds what is still
+queued before the batcher stops.
 """
 
 from __future__ import annotations
@@ -75,9 +82,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 import numpy as np
 
 from ..errors import InputError
-from ..weaviate.inference import _request_body, inference_router, json_object
-from .batcher import BatcherClosed, MicroBatcher
-from .security import BearerAuth, BodyLimit, check_image, decode_image, fetch_images, gather_all, is_url
+from ..weaviate.inference import _request_body, inference_router, json_object, printable, unless_client_leaves
+from .batcher import RETRY_LATER, BatcherClosed, MicroBatcher, OutOfMemory, gather_all, truncate
+from .security import BearerAuth, BodyLimit, check_image, decode_image, fetch_images, is_url
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -201,8 +208,11 @@ class _BadRequest(Exception):
         self.param = param
 
 
-def error_response(dialect: Dialect, status: int, message: str, param: str | None = None) -> JSONResponse:
+def error_response(
+    dialect: Dialect, status: int, message: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An error in the shape of ``dialect``'s clients (both shapes when it is None)."""
+    message = printable(message)
     openai = {
         "error": {
             "message": message,
@@ -213,7 +223,7 @@ def error_response(dialect: Dialect, status: int, message: str, param: str | Non
     }
     jina = {"detail": message}
     body = openai if dialect == "openai" else jina if dialect == "jina" else openai | jina
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 # -- the app ---------------------------------------------------------------------------------------
@@ -253,7 +263,9 @@ def create_app(engine: JinaCLIPEngine, settings: ServerSettings | None = None) -
     )
     app.state.batcher = batcher
     app.include_router(service.router())
-    weaviate = inference_router(engine, max_items=settings.max_items, max_text_chars=settings.max_text_chars)
+    weaviate = inference_router(
+        engine, max_items=settings.max_items, max_text_chars=settings.max_text_chars, embedder=batcher
+    )
     app.include_router(weaviate)
 
     weaviate_paths = frozenset(route.path for route in weaviate.routes)
@@ -269,7 +281,29 @@ def create_app(engine: JinaCLIPEngine, settings: ServerSettings | None = None) -
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, reject=reject)
     if settings.api_key is not None:
         app.add_middleware(BearerAuth, api_key=settings.api_key, is_open=is_open, reject=reject)  # outermost
+        _document_auth(app, is_open)
     return app
+
+
+def _document_auth(app: FastAPI, is_open: Callable[[str], bool]) -> None:
+    """Declare the bearer scheme in ``app``'s OpenAPI schema, and on every operation that needs
+    the key its 401 (the middleware answers it, so FastAPI does not know)."""
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path, operations in schema["paths"].items():
+                if is_open(path):
+                    continue
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+                    operation["responses"].setdefault("401", {"description": "Missing or wrong API key"})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @dataclass
@@ -349,13 +383,17 @@ class _EmbeddingService:
         call = _Call()
         try:
             body = await request.body()
-            return await asyncio.wait_for(self._embed(body, call), self.settings.request_timeout_s)
+            work = asyncio.wait_for(self._embed(body, call), self.settings.request_timeout_s)
+            response = await unless_client_leaves(request, work)
+            return Response(status_code=499) if response is None else response  # None: nobody to answer
         except _BadRequest as exc:
             return error_response(call.dialect, 400, str(exc), exc.param)
         except InputError as exc:
             return error_response(call.dialect, 400, str(exc), "input")
         except BatcherClosed:
             return error_response(call.dialect, 503, "the server is not ready or is shutting down")
+        except OutOfMemory as exc:
+            return error_response(call.dialect, 503, str(exc), headers=RETRY_LATER)
         except asyncio.TimeoutError:
             message = f"the request took longer than {self.settings.request_timeout_s:g} s"
             return error_response(call.dialect, 504, message)
@@ -394,11 +432,7 @@ class _EmbeddingService:
         out = np.empty((prepared.count, self.native_dim), dtype=np.float32)
         for (positions, _), rows in zip(parts, results, strict=True):
             out[positions] = rows
-        if prepared.dimensions is not None and prepared.dimensions < self.native_dim:
-            out = out[:, : prepared.dimensions]
-            if prepared.normalized:
-                out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return truncate(out, prepared.dimensions, prepared.normalized)
 
     def _render(self, vectors: np.ndarray, prepared: _Prepared) -> Response:
         if prepared.format == "base64":

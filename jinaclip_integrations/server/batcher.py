@@ -14,19 +14,29 @@ last batch served several): a lone client's requests go straight to the model.
 
 An input the engine refuses (:class:`~jinaclip_integrations.errors.InputError`) fails only
 the request that sent it, with the index within that request; the other requests of the
-batch are embedded again without it.
+batch are embedded again without it. A request cancelled while it waits (its client went
+away, or it timed out) is dropped from the queue; one already in the model finishes and its
+vectors are discarded.
+
+:class:`Embedder` is what the routes embed with: a :class:`MicroBatcher`, or a
+:class:`DirectEmbedder` (one engine call per request on a worker thread, for an app without
+the batcher's lifespan).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import logging
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -35,17 +45,59 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from ..engine import JinaCLIPEngine
 
-__all__ = ["BatcherClosed", "BatcherStats", "MicroBatcher"]
+__all__ = [
+    "BatcherClosed", "BatcherStats", "DirectEmbedder", "Embedder", "MicroBatcher", "OutOfMemory", "RETRY_LATER", "gather_all",
+    "release_free_memory", "truncate",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 Modality = Literal["text", "image"]
 #: what one engine call must share: modality, task (texts only) and normalization
 Key = tuple[Modality, str | None, bool]
+T = TypeVar("T")
 
 
 class BatcherClosed(RuntimeError):
     """The batcher is not running (not started yet, or closed): the request cannot be served."""
+
+
+#: the header of a 503 that a client should retry
+RETRY_LATER = {"Retry-After": "1"}
+
+
+class OutOfMemory(RuntimeError):
+    """The model ran out of accelerator memory even one input at a time (or other work holds
+    it): a 503 the client may retry, not a bug."""
+
+
+class Embedder(Protocol):
+    """Embeds the inputs of one request: float32 arrays of shape ``(len(inputs), d)``, ``d``
+    the engine's default output size.
+
+    Raises:
+        InputError: an input is refused (``.index`` within the request's inputs).
+        BatcherClosed: a batcher that is not running.
+    """
+
+    async def embed_texts(self, texts: Sequence[str], task: str | None, normalize: bool = True) -> np.ndarray: ...
+
+    async def embed_images(self, images: Sequence[bytes], normalize: bool = True) -> np.ndarray: ...
+
+
+class DirectEmbedder:
+    """An :class:`Embedder` without merging: each request is one engine call on a worker thread
+    (the event loop keeps serving); calls of concurrent requests may overlap. For an app that
+    has no lifespan to run a :class:`MicroBatcher` in."""
+
+    def __init__(self, engine: JinaCLIPEngine) -> None:
+        self.engine = engine
+
+    async def embed_texts(self, texts: Sequence[str], task: str | None, normalize: bool = True) -> np.ndarray:
+        return await asyncio.to_thread(_encode, self.engine, ("text", task, normalize), list(texts))
+
+    async def embed_images(self, images: Sequence[bytes], normalize: bool = True) -> np.ndarray:
+        return await asyncio.to_thread(_encode, self.engine, ("image", None, normalize), list(images))
 
 
 @dataclass
@@ -127,6 +179,12 @@ class MicroBatcher:
         """Started, not closed, and the worker is alive."""
         return self._thread is not None and self._thread.is_alive() and not self._closing
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the worker (not those in the model, nor those cancelled)."""
+        with self._cond:
+            return sum(not job.future.cancelled() for job in self._queue)
+
     # -- requests ---------------------------------------------------------------------------
 
     async def embed_texts(self, texts: Sequence[str], task: str | None, normalize: bool = True) -> np.ndarray:
@@ -156,6 +214,7 @@ class MicroBatcher:
     # -- the worker -------------------------------------------------------------------------
 
     def _work(self) -> None:
+        trimmed = time.monotonic()
         while (jobs := self._next_batch()) is not None:
             jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
             try:
@@ -165,11 +224,15 @@ class MicroBatcher:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
+            if time.monotonic() - trimmed >= TRIM_INTERVAL_S:
+                release_free_memory()
+                trimmed = time.monotonic()
 
     def _next_batch(self) -> list[_Job] | None:
         """Wait for work; the oldest request and those that may join it (None: closed and done)."""
         with self._cond:
             while True:
+                self._queue = [job for job in self._queue if not job.future.cancelled()]  # their clients left
                 if not self._queue:
                     if self._closing:
                         return None
@@ -212,7 +275,7 @@ class MicroBatcher:
             self.stats.reruns += not first
             first = False
             try:
-                vectors = self._encode(jobs[0].key, [item for job in jobs for item in job.items])
+                vectors = _encode(self.engine, jobs[0].key, [item for job in jobs for item in job.items])
             except InputError as exc:
                 owner, index = _owner(jobs, exc.index)
                 if owner is None:
@@ -230,11 +293,50 @@ class MicroBatcher:
                 start += len(job.items)
             return
 
-    def _encode(self, key: Key, items: list) -> np.ndarray:
-        modality, task, normalize = key
+
+#: Seconds between two returns of freed heap memory to the system (see :func:`release_free_memory`).
+TRIM_INTERVAL_S = 1.0
+
+
+@functools.cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:
+    """glibc's ``malloc_trim``, or None on another C library or system."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl, or no libc found
+        return None
+
+
+def release_free_memory() -> bool:
+    """Give the memory freed inside glibc's heaps back to the system; whether it could.
+
+    Every request allocates tensors and decoded images of varying sizes on several threads
+    (the decode pool, the server's threads), each with a glibc arena of its own. glibc keeps
+    what they free for reuse, fragmented, so a server under sustained load grows by tens of
+    MiB a minute without holding more objects. ``malloc_trim(0)`` returns the free pages;
+    the batcher calls it at most every :data:`TRIM_INTERVAL_S` (it takes about a millisecond).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def _encode(engine: JinaCLIPEngine, key: Key, items: list) -> np.ndarray:
+    """One engine call for ``items`` of the kind ``key`` says; the accelerator running out of
+    memory (after the engine halved the batch down to one input) is :class:`OutOfMemory`."""
+    import torch
+
+    modality, task, normalize = key
+    try:
         if modality == "text":
-            return self.engine.encode_text(items, task=task, normalize=normalize, show_progress=False)
-        return self.engine.encode_image(items, normalize=normalize, show_progress=False)
+            return engine.encode_text(items, task=task, normalize=normalize, show_progress=False)
+        return engine.encode_image(items, normalize=normalize, show_progress=False)
+    except torch.OutOfMemoryError:
+        raise OutOfMemory("the accelerator ran out of memory; retry later, or with fewer or smaller inputs") from None
 
 
 def _owner(jobs: list[_Job], index: int) -> tuple[_Job | None, int]:
@@ -244,3 +346,25 @@ def _owner(jobs: list[_Job], index: int) -> tuple[_Job | None, int]:
             return job, index
         index -= len(job.items)
     return None, index
+
+
+def truncate(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
+    """The first ``dimensions`` of each row (a Matryoshka size, at most the rows' width),
+    re-normalized when ``normalize``; ``vectors`` themselves for None or the full width."""
+    if dimensions is None or dimensions >= vectors.shape[1]:
+        return vectors
+    short = vectors[:, :dimensions]
+    if normalize:
+        short = short / np.maximum(np.linalg.norm(short, axis=1, keepdims=True), 1e-12)
+    return short
+
+
+async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Run awaitables together, results in order; the first failure cancels the others and is
+    raised (``asyncio.gather`` would leave them running)."""
+    running = [asyncio.ensure_future(task) for task in work]
+    try:
+        return list(await asyncio.gather(*running))
+    finally:
+        for task in running:
+            task.cancel()

@@ -31,16 +31,17 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from PIL import Image
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..engine.images import require_heif_support
 from ..errors import InputError
 from ..weaviate.inference import decode_image
+from .batcher import gather_all
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -50,7 +51,6 @@ __all__ = [
     "check_image",
     "decode_image",
     "fetch_images",
-    "gather_all",
     "is_url",
     "token_matches",
 ]
@@ -61,8 +61,9 @@ URL_CONCURRENCY = 8
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-T = TypeVar("T")
+#: Content-Types of a 200 that is certainly not an image (an error or login page, an API's JSON):
+#: refused from the headers, before downloading the body
+_NOT_IMAGES = re.compile(r"text/.*|application/(json|xml|xhtml\+xml|problem\+json)", re.IGNORECASE)
 
 #: (path, status, message) -> the response to send, in the shape the path's clients read
 Reject = Callable[[str, int, str], Response]
@@ -163,6 +164,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 def check_image(data: bytes, index: int, max_pixels: int | None) -> None:
     """Refuse bytes that are not an image PIL can identify, or one with more than ``max_pixels``
     pixels: an :class:`InputError` naming ``index``. Only the header is read."""
+    require_heif_support(data, index)
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
@@ -229,17 +231,6 @@ async def fetch_images(
                 raise _too_slow(url, index, timeout_s) from None
 
     return await gather_all(one(index, url) for index, url in urls)
-
-
-async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
-    """Run awaitables together, results in order; the first failure cancels the others and is
-    raised (``asyncio.gather`` would leave them running)."""
-    running = [asyncio.ensure_future(task) for task in work]
-    try:
-        return list(await asyncio.gather(*running))
-    finally:
-        for task in running:
-            task.cancel()
 
 
 async def _fetch(url: str, index: int, allow_private: bool, timeout_s: float, budget: _Budget) -> bytes:
@@ -350,8 +341,9 @@ def _get(
         if response.status != 200:
             return response.status, response.getheader("Location"), b""
         content_type = response.getheader("Content-Type", "")
-        if content_type.startswith("text/"):  # an HTML error page: not worth downloading
-            raise InputError(index, f"{url} is not an image (Content-Type {content_type})", kind="image")
+        media_type = content_type.partition(";")[0].strip()
+        if _NOT_IMAGES.fullmatch(media_type):
+            raise InputError(index, f"{url} returned {media_type}, not an image", kind="image")
         chunks = []
         while chunk := response.read1(_CHUNK):  # one recv at a time: the deadline is checked between
             remaining()

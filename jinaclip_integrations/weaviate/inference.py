@@ -17,21 +17,28 @@ routes speak both modules' protocols, so a Weaviate server embeds objects and ``
   answer 204 (also under both prefixes).
 
 Vectors are L2-normalized. Requests are validated inside the routes, so every error is
-``{"error": "..."}`` (the field Weaviate reports) with status 400 for a bad request and 500
-for a failure, whatever app the router is mounted in. Images are decoded here with strict
-base64 and reach the engine as bytes: a string from the network is never opened as a path or
-fetched as a URL. Run a server with ``python -m jinaclip_integrations.weaviate``.
+``{"error": "..."}`` (the field Weaviate reports) with status 400 for a bad request, 500 for a
+failure and 503 when the embedding server is not ready or shutting down, whatever app the
+router is mounted in. Images are decoded here with strict base64 and reach the engine as
+bytes: a string from the network is never opened as a path or fetched as a URL.
+
+The routes embed through an :class:`~jinaclip_integrations.server.batcher.Embedder`: in the
+embedding server (``jinaclip serve``) its micro-batcher, so these requests are merged with the
+others and answered before it shuts down; in :func:`create_inference_app` (``python -m
+jinaclip_integrations.weaviate``) the engine itself, one call per request on a worker thread.
+A request whose client disconnects is cancelled (:func:`unless_client_leaves`).
 
 Needs the ``server`` extra: ``pip install "jinaclip-integrations[server]"``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 try:
@@ -44,8 +51,11 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.weaviate.inference needs FastAPI: pip install "jinaclip-integrations[server]"'
     ) from exc
 
+import numpy as np
+
 from .._adapter import DEFAULT_QUERY_TASK
 from ..errors import InputError
+from ..server.batcher import RETRY_LATER, BatcherClosed, DirectEmbedder, Embedder, OutOfMemory, gather_all, truncate
 
 if TYPE_CHECKING:
     from ..engine import JinaCLIPEngine
@@ -147,36 +157,49 @@ class _Limits:
 
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
+T = TypeVar("T")
+#: a route's work: the request's JSON object -> the answer (numpy arrays allowed)
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 # -- the routes ----------------------------------------------------------------------------------
 
 
 def inference_router(
-    engine: JinaCLIPEngine, *, max_items: int | None = None, max_text_chars: int | None = None
+    engine: JinaCLIPEngine,
+    *,
+    max_items: int | None = None,
+    max_text_chars: int | None = None,
+    embedder: Embedder | None = None,
 ) -> APIRouter:
     """Routes speaking Weaviate's ``multi2vec-clip`` and ``text2vec-transformers`` inference
     protocols with ``engine`` (see the module docstring); mount them at the root of an app, or
     under a prefix that then belongs in the URLs given to Weaviate. ``max_items`` (texts plus
-    images per request) and ``max_text_chars`` (per text) are refused with 400 beyond them."""
+    images per request) and ``max_text_chars`` (per text) are refused with 400 beyond them.
+
+    ``embedder`` embeds the inputs: a running :class:`~jinaclip_integrations.server.batcher.MicroBatcher`
+    of ``engine`` merges these requests with others (the embedding server passes its own);
+    default: ``engine`` called directly, one request per call."""
     router = APIRouter()
     limits = _Limits(max_items, max_text_chars)
+    embed = embedder or DirectEmbedder(engine)
     query_task = DEFAULT_QUERY_TASK if DEFAULT_QUERY_TASK in engine.tasks else None
     info = model_info(engine)
     failures: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse, "description": "Bad request: invalid JSON, field or item"},
         500: {"model": ErrorResponse, "description": "The model failed"},
+        503: {"model": ErrorResponse, "description": "The embedding server is not ready, or shutting down"},
     }
 
     async def vectorize(request: Request) -> Response:
-        return await _answer(_vectorize(engine, request, limits))
+        return await _answer(request, lambda data: _vectorize(embed, data, limits))
 
     router.add_api_route(
         "/vectorize", vectorize, methods=["POST"], tags=["multi2vec-clip"], summary="Embed texts and images",
         response_model=ClipResponse, responses=failures, openapi_extra=_request_body(ClipRequest),
     )  # fmt: skip
     for prefix, mode in (("", "config"), ("/passage", "passage"), ("/query", "query")):
-        endpoint = _vectors_endpoint(engine, query_task, mode, limits)
+        endpoint = _vectors_endpoint(engine, embed, query_task, mode, limits)
         for path, listed in ((f"{prefix}/vectors", True), (f"{prefix}/vectors/", False)):
             router.add_api_route(
                 path, endpoint, methods=["POST"], tags=["text2vec-transformers"], include_in_schema=listed,
@@ -228,31 +251,41 @@ def _add_status_routes(router: APIRouter, prefix: str, info: dict[str, Any]) -> 
         )  # fmt: skip
 
 
-def _vectors_endpoint(engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode, limits: _Limits):
+def _vectors_endpoint(
+    engine: JinaCLIPEngine, embed: Embedder, query_task: str | None, mode: TaskMode, limits: _Limits
+) -> Callable[[Request], Awaitable[Response]]:
     async def vectors(request: Request) -> Response:
-        return await _answer(_vectors(engine, query_task, mode, request, limits))
+        return await _answer(request, lambda data: _vectors(engine, embed, query_task, mode, data, limits))
 
     return vectors
 
 
-async def _vectorize(engine: JinaCLIPEngine, request: Request, limits: _Limits) -> dict[str, Any]:
-    body = _validate(ClipRequest, await _json_object(request))
+async def _vectorize(embed: Embedder, data: dict[str, Any], limits: _Limits) -> dict[str, Any]:
+    body = _validate(ClipRequest, data)
     texts = body.texts or []
     limits.check(texts, len(texts) + len(body.images or []))
     images = [decode_image(image, i) for i, image in enumerate(body.images or [])]
-    return await run_in_threadpool(_clip_vectors, engine, texts, images)
-
-
-def _clip_vectors(engine: JinaCLIPEngine, texts: list[str], images: list[bytes]) -> dict[str, Any]:
-    text_vectors = engine.encode_text(texts, show_progress=False).tolist() if texts else []
-    image_vectors = engine.encode_image(images, show_progress=False).tolist() if images else []
+    text_vectors, image_vectors = await gather_all(
+        [
+            embed.embed_texts(texts, None) if texts else _no_vectors(),
+            embed.embed_images(images) if images else _no_vectors(),
+        ]
+    )
     return {"textVectors": text_vectors, "imageVectors": image_vectors}
 
 
+async def _no_vectors() -> np.ndarray:
+    return np.empty((0, 0), dtype=np.float32)
+
+
 async def _vectors(
-    engine: JinaCLIPEngine, query_task: str | None, mode: TaskMode, request: Request, limits: _Limits
+    engine: JinaCLIPEngine,
+    embed: Embedder,
+    query_task: str | None,
+    mode: TaskMode,
+    data: dict[str, Any],
+    limits: _Limits,
 ) -> dict[str, Any]:
-    data = await _json_object(request)
     body = _validate(VectorsRequest if "texts" in data else VectorRequest, data)
     config = body.config or VectorConfig()
     if config.pooling_strategy not in (None, "masked_mean"):
@@ -261,16 +294,17 @@ async def _vectors(
             "tokens (masked_mean)"
         )
     task = _task(config, mode, query_task)
-    truncate_dim = _truncate_dim(engine, config.dimensions)
+    _check_dimensions(engine, config.dimensions)
     texts = body.texts if isinstance(body, VectorsRequest) else [body.text]
     limits.check(texts, len(texts))
-    vectors = await run_in_threadpool(
-        engine.encode_text, texts, task=task, truncate_dim=truncate_dim, show_progress=False
-    )
+    vectors = await embed.embed_texts(texts, task) if texts else np.empty((0, engine.embedding_dim), np.float32)
+    if config.dimensions is not None and config.dimensions > vectors.shape[1]:
+        raise _BadRequest(f"dimensions {config.dimensions} is more than the {vectors.shape[1]} this server returns")
+    vectors = truncate(vectors, config.dimensions, normalize=True)
     dims = vectors.shape[1]
     if isinstance(body, VectorsRequest):
-        return {"vectors": vectors.tolist(), "dims": dims}
-    return {"text": body.text, "vector": vectors[0].tolist(), "dim": dims, "dims": dims}
+        return {"vectors": vectors, "dims": dims}
+    return {"text": body.text, "vector": vectors[0], "dim": dims, "dims": dims}
 
 
 def _task(config: VectorConfig, mode: TaskMode, query_task: str | None) -> str | None:
@@ -282,14 +316,11 @@ def _task(config: VectorConfig, mode: TaskMode, query_task: str | None) -> str |
     raise _BadRequest(f"task_type {kind!r} is not supported; expected 'query' or 'passage'")
 
 
-def _truncate_dim(engine: JinaCLIPEngine, dimensions: int | None) -> int | None:
-    """``config.dimensions`` as the engine's ``truncate_dim`` (None: the full size)."""
-    if dimensions is None or dimensions in engine.matryoshka_dims:
-        return dimensions
-    if dimensions == engine.embedding_dim:
-        return None
-    allowed = sorted({*engine.matryoshka_dims, engine.embedding_dim})
-    raise _BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {allowed}")
+def _check_dimensions(engine: JinaCLIPEngine, dimensions: int | None) -> None:
+    """Refuse a ``config.dimensions`` that is neither a Matryoshka size nor the full size."""
+    allowed = {*engine.matryoshka_dims, engine.embedding_dim}
+    if dimensions is not None and dimensions not in allowed:
+        raise _BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {sorted(allowed)}")
 
 
 def decode_image(value: str, index: int) -> bytes:
@@ -322,11 +353,32 @@ def json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None when the client disconnects first: ``work`` is then
+    cancelled (a request still queued in the micro-batcher is dropped; one already in the model
+    finishes and its vectors are discarded). Call it once the request body has been read: it
+    listens for the disconnect on the request's ``receive``."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        return json_object(await request.body())  # whatever the Content-Type: the Go client sends none
-    except ValueError as exc:
-        raise _BadRequest(str(exc)) from None
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this request itself is cancelled
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    return task.result() if task.done() and not task.cancelled() else None
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client has disconnected (the body must have been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def printable(message: str) -> str:
+    """``message`` as valid UTF-8 for a JSON answer: a lone surrogate from a client's JSON
+    escapes, echoed in an error message (in a URL, say), becomes ``\\udXXX``."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _validate(model: type[BodyT], data: dict[str, Any]) -> BodyT:
@@ -340,15 +392,38 @@ def _validate(model: type[BodyT], data: dict[str, Any]) -> BodyT:
         raise _BadRequest(f"{'.'.join(map(str, loc)) or 'body'}: {error['msg']}") from None
 
 
-async def _answer(work: Awaitable[dict[str, Any]]) -> JSONResponse:
-    """Run a route's work: its result with 200, or ``{"error": ...}`` with 400 or 500."""
+async def _answer(request: Request, handle: Handler) -> Response:
+    """Run a route's work on the request's JSON object (whatever the Content-Type: the Go client
+    sends none): its result with 200, or ``{"error": ...}`` with 400, 500 or 503."""
     try:
-        return JSONResponse(await work)
+        try:
+            data = json_object(await request.body())
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from None
+        content = await unless_client_leaves(request, handle(data))
+        if content is None:  # nobody to answer
+            return Response(status_code=499)
+        return await run_in_threadpool(_json_response, content)
     except (_BadRequest, InputError) as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return _error(400, str(exc))
+    except BatcherClosed:
+        return _error(503, "the server is not ready or is shutting down")
+    except OutOfMemory as exc:
+        return JSONResponse({"error": str(exc)}, status_code=503, headers=RETRY_LATER)
     except Exception as exc:
         logger.exception("vectorization failed")
-        return JSONResponse({"error": f"vectorization failed: {type(exc).__name__}: {exc}"}, status_code=500)
+        return _error(500, f"vectorization failed: {type(exc).__name__}: {exc}")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": printable(message)}, status_code=status)
+
+
+def _json_response(content: dict[str, Any]) -> JSONResponse:
+    """The answer, its vectors as JSON lists (on a worker thread: large answers take a while)."""
+    return JSONResponse(
+        {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in content.items()}
+    )
 
 
 def _request_body(*models: type[BaseModel]) -> dict[str, Any]:
