@@ -244,7 +244,11 @@ def _list(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> _Listing:
     met (ignored). Local paths give the files of ``discover_files``, as strings; URIs are listed
     with pyarrow and named as given (``s3://bucket/photos/a.jpg``)."""
     paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    return _list_uris(paths) if any("://" in p for p in paths) else _list_local(paths)
+    uris = ["://" in p for p in paths]
+    if any(uris) and not all(uris):
+        local = paths[uris.index(False)]
+        raise ValueError(f"give either local paths or URIs, not both: {local!r} is local (as a URI: file://{os.path.abspath(local)})")  # fmt: skip
+    return _list_uris(paths) if any(uris) else _list_local(paths)
 
 
 def _magic(path: str) -> int:

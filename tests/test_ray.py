@@ -110,6 +110,9 @@ def test_globs_and_uris_are_listed_and_read_as_the_single_process_path_reads_fil
         with pytest.raises(InputError, match="does not exist|matches no file"):
             ray_job._list([missing])
 
+    with pytest.raises(ValueError, match="either local paths or URIs, not both: 'notes' is local"):
+        ray_job._list([f"file://{folder}/photos", "notes"])
+
     sources = [f"file://{pngs[0]}", f"file://{folder}/latin1.txt", f"file://{folder}/gone.jpg"]
     paths = [str(pngs[0]), str(folder / "latin1.txt"), str(folder / "gone.jpg")]
     rows = ray_job._read(pa.table({"source": sources, "path": paths}), listing.filesystem).to_pylist()
