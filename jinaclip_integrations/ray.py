@@ -652,14 +652,13 @@ class _ParquetSink(_Sink):
         import pyarrow.parquet as pq
 
         parts = [f for f in _walk(self.filesystem, self.folder) if PurePosixPath(f).name.startswith("part-")]
-        for part in parts[:1]:
-            meta = pq.read_schema(part, filesystem=self.filesystem).metadata or {}
-            found = json.loads(meta[PARQUET_LAYOUT_KEY]) if PARQUET_LAYOUT_KEY in meta else None
-            if found != self.layout.describe():
-                raise StoreError(f"{self.shown} holds Parquet files of another layout ({found or 'not made by jinaclip'}); "
-                                 f"this model needs {self.layout.describe()}. Use another folder.")  # fmt: skip
         if not parts:
             return _id_array([])
+        meta = pq.read_schema(parts[0], filesystem=self.filesystem).metadata or {}  # all files share one layout
+        found = json.loads(meta[PARQUET_LAYOUT_KEY]) if PARQUET_LAYOUT_KEY in meta else None
+        if found != self.layout.describe():
+            raise StoreError(f"{self.shown} holds Parquet files of another layout ({found or 'not made by jinaclip'}); "
+                             f"this model needs {self.layout.describe()}. Use another folder.")  # fmt: skip
         return _id_array(pq.ParquetDataset(parts, filesystem=self.filesystem).read(columns=["id"]).column("id").to_pylist())  # fmt: skip
 
     def write(self, table: pa.Table) -> pa.Table:

@@ -296,6 +296,7 @@ class StubEngine:
 
     name_or_path, embedding_dim, matryoshka_dims, tasks = "stub", 4, (), ()
     device, dtype = "cpu", "torch.float32"
+    config = SimpleNamespace(truncate_dim=None)
 
 
 async def test_failures_are_500_with_an_error_body():
@@ -356,3 +357,17 @@ def test_module_runs_with_help():
     assert result.returncode == 0, result.stderr
     for word in ("--model", "--device", "--dtype", "--host", "--port", "CLIP_INFERENCE_API", "/query"):
         assert word in result.stdout
+
+
+def test_a_checkpoint_truncating_its_output_offers_only_the_sizes_below_it(tmp_path):
+    """With ``truncate_dim: 32`` in config.json the engine returns 32 dims: 64 (the full size)
+    is refused before embedding, with the sizes it can give, and 16 is cut from the 32."""
+    folder = copy_fixture(tmp_path / "ckpt", config_edit=lambda c: c.update(truncate_dim=32))
+    engine = JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
+    with serve(create_inference_app(engine)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        refused = client.post("/vectors", json={"texts": ["a"], "config": {"dimensions": 64}})
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "dimensions 64 is not supported by this model; choose one of [8, 16, 32]"}
+        short = client.post("/vectors", json={"texts": ["a"], "config": {"dimensions": 16}}).json()
+    assert short["dims"] == 16
+    np.testing.assert_allclose(short["vectors"], engine.encode_text(["a"], truncate_dim=16), atol=1e-5)

@@ -83,7 +83,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..weaviate.inference import _request_body, inference_router, json_object, printable, unless_client_leaves
-from .batcher import RETRY_LATER, BatcherClosed, MicroBatcher, OutOfMemory, gather_all, truncate
+from .batcher import RETRY_LATER, BatcherClosed, MicroBatcher, OutOfMemory, gather_all, output_sizes, truncate
 from .security import BearerAuth, BodyLimit, check_image, decode_image, fetch_images, is_url
 from .settings import ServerSettings
 
@@ -335,8 +335,8 @@ class _EmbeddingService:
     def __init__(self, engine: JinaCLIPEngine, settings: ServerSettings, batcher: MicroBatcher) -> None:
         self.engine, self.settings, self.batcher = engine, settings, batcher
         self.model_name = engine.name_or_path or "jina-clip"
-        self.native_dim = engine.config.truncate_dim or engine.embedding_dim  # what the engine returns
-        self.dimensions = sorted(d for d in {*engine.matryoshka_dims, engine.embedding_dim} if d <= self.native_dim)
+        self.dimensions = output_sizes(engine)
+        self.native_dim = self.dimensions[-1]  # what the engine returns
         self.max_image_pixels = settings.max_image_pixels or engine.max_image_pixels
         self.image_tokens = engine.config.vision.grid_size**2 + 1
 

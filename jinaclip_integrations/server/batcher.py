@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatcherClosed", "BatcherStats", "DirectEmbedder", "Embedder", "MicroBatcher", "OutOfMemory", "RETRY_LATER", "gather_all",
-    "release_free_memory", "truncate",
+    "output_sizes", "release_free_memory", "truncate",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -346,6 +346,13 @@ def _owner(jobs: list[_Job], index: int) -> tuple[_Job | None, int]:
             return job, index
         index -= len(job.items)
     return None, index
+
+
+def output_sizes(engine: JinaCLIPEngine) -> list[int]:
+    """The vector sizes a request may ask for, ascending: what the engine returns (its config's
+    ``truncate_dim``, else the full size; the largest) and the Matryoshka sizes below it."""
+    native = engine.config.truncate_dim or engine.embedding_dim
+    return sorted(d for d in {*engine.matryoshka_dims, engine.embedding_dim} if d <= native)
 
 
 def truncate(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:

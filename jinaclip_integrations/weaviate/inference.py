@@ -55,7 +55,16 @@ import numpy as np
 
 from .._adapter import DEFAULT_QUERY_TASK
 from ..errors import InputError
-from ..server.batcher import RETRY_LATER, BatcherClosed, DirectEmbedder, Embedder, OutOfMemory, gather_all, truncate
+from ..server.batcher import (
+    RETRY_LATER,
+    BatcherClosed,
+    DirectEmbedder,
+    Embedder,
+    OutOfMemory,
+    gather_all,
+    output_sizes,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from ..engine import JinaCLIPEngine
@@ -297,9 +306,7 @@ async def _vectors(
     _check_dimensions(engine, config.dimensions)
     texts = body.texts if isinstance(body, VectorsRequest) else [body.text]
     limits.check(texts, len(texts))
-    vectors = await embed.embed_texts(texts, task) if texts else np.empty((0, engine.embedding_dim), np.float32)
-    if config.dimensions is not None and config.dimensions > vectors.shape[1]:
-        raise _BadRequest(f"dimensions {config.dimensions} is more than the {vectors.shape[1]} this server returns")
+    vectors = await embed.embed_texts(texts, task) if texts else np.empty((0, output_sizes(engine)[-1]), np.float32)
     vectors = truncate(vectors, config.dimensions, normalize=True)
     dims = vectors.shape[1]
     if isinstance(body, VectorsRequest):
@@ -317,10 +324,11 @@ def _task(config: VectorConfig, mode: TaskMode, query_task: str | None) -> str |
 
 
 def _check_dimensions(engine: JinaCLIPEngine, dimensions: int | None) -> None:
-    """Refuse a ``config.dimensions`` that is neither a Matryoshka size nor the full size."""
-    allowed = {*engine.matryoshka_dims, engine.embedding_dim}
+    """Refuse, before embedding, a ``config.dimensions`` the answer cannot have: neither the
+    size the engine returns nor a Matryoshka size below it."""
+    allowed = output_sizes(engine)
     if dimensions is not None and dimensions not in allowed:
-        raise _BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {sorted(allowed)}")
+        raise _BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {allowed}")
 
 
 def decode_image(value: str, index: int) -> bytes:
@@ -409,14 +417,14 @@ async def _answer(request: Request, handle: Handler) -> Response:
     except BatcherClosed:
         return _error(503, "the server is not ready or is shutting down")
     except OutOfMemory as exc:
-        return JSONResponse({"error": str(exc)}, status_code=503, headers=RETRY_LATER)
+        return _error(503, str(exc), RETRY_LATER)
     except Exception as exc:
         logger.exception("vectorization failed")
         return _error(500, f"vectorization failed: {type(exc).__name__}: {exc}")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": printable(message)}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": printable(message)}, status_code=status, headers=headers)
 
 
 def _json_response(content: dict[str, Any]) -> JSONResponse:
