@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jinaclip_integrations._ingest import Item  # noqa: E402
-from jinaclip_integrations.qdrant import PRESETS, CollectionLayout, _ClientStore, _EdgeStore, named_vectors  # noqa: E402
+from jinaclip_integrations.qdrant import open_store  # noqa: E402
+from jinaclip_integrations.store import PRESETS, CollectionLayout  # noqa: E402
 
 K = 10
 
@@ -84,22 +84,18 @@ def worker(engine: str, preset: str, n: int, dim: int, queries: int, batch: int,
 def measure(tmp: Path, engine: str, layout: CollectionLayout, data: np.ndarray, query: np.ndarray, truth: np.ndarray, batch: int) -> dict:  # fmt: skip
     """Fill a store at ``tmp`` (edge) or in memory (local), then query it."""
     n, ids = len(data), [str(uuid.UUID(int=i + 1)) for i in range(len(data))]
-
-    def named(rows: np.ndarray) -> dict[str, np.ndarray]:
-        return named_vectors(rows, layout.short_dim)
-
     base = rss_bytes()
     if engine == "edge":
-        store = _EdgeStore(tmp / "store")
+        store = open_store(tmp, "store")
     else:
         from qdrant_client import QdrantClient
 
-        store = _ClientStore(QdrantClient(":memory:"), "bench")
+        store = open_store(QdrantClient(":memory:"), "bench")
     store.open(layout)
     start = time.perf_counter()
     for lo in range(0, n, batch):
-        items = [Item(ids[i], "image", None, {"modality": "image", "source": f"item-{i}"}, i) for i in range(lo, min(n, lo + batch))]  # fmt: skip
-        store.upsert(items, named(data[lo : lo + batch]))
+        rows = range(lo, min(n, lo + batch))
+        store.upsert([ids[i] for i in rows], data[lo : lo + batch], [{"modality": "image", "source": f"item-{i}"} for i in rows])  # fmt: skip
     written = time.perf_counter() - start
     store.optimize()
     indexed = time.perf_counter() - start
@@ -107,7 +103,7 @@ def measure(tmp: Path, engine: str, layout: CollectionLayout, data: np.ndarray, 
     hits = 0
     start = time.perf_counter()
     for q in range(len(query)):
-        found = store.query(layout, {k: v[0] for k, v in named(query[q : q + 1]).items()}, K, None)
+        found = store.query(query[q], K, None)
         hits += len({position[h.id] for h in found} & set(truth[q].tolist()))
     searched = time.perf_counter() - start
     result = {

@@ -1,7 +1,7 @@
 """Ray scale-out: items/s of the Ray Data job (``jinaclip_integrations.ray``) against the
 single-process path, on the same generated files, each run into a fresh embedded Qdrant store.
 
-- ``single process``: ``QdrantVectorizer.add_files`` (the engine loaded in the same process);
+- ``single process``: ``QdrantVectorizer.sync`` (the engine loaded in the same process);
 - ``ray, N CPU actors``: ``index_with_ray(..., store=folder)``, N embedding actors on the CPU, on
   a local Ray instance started once beforehand (its start is not timed); the driver writes the
   embedded store, as it does for every single-process store;
@@ -59,14 +59,14 @@ def generate(root: Path, images: int, seed: int = 0) -> int:
 
 
 def single(model: str, data: Path, store: Path) -> tuple[float, float]:
-    """``(model load s, add_files s)`` of the single-process path."""
+    """``(model load s, sync s)`` of the single-process path."""
     from jinaclip_integrations import JinaCLIPEngine, QdrantVectorizer
 
     start = time.perf_counter()
     engine = JinaCLIPEngine.from_pretrained(model, show_progress=False)
     loaded = time.perf_counter()
     with QdrantVectorizer(store, engine=engine, show_progress=False) as vectorizer:
-        report = vectorizer.add_files([data])
+        report = vectorizer.sync([data])
     assert report.added and not report.failed, report
     return loaded - start, time.perf_counter() - loaded
 
@@ -76,11 +76,11 @@ def with_ray(model: str, data: Path | list[Path], store: Path, workers: int, gpu
     from jinaclip_integrations.ray import index_with_ray
 
     start = time.perf_counter()
-    result = index_with_ray(
+    report = index_with_ray(
         data if isinstance(data, list) else [data], store=store, model_name=model, device=None if gpus else "cpu",
         workers=workers, gpus_per_worker=gpus, show_progress=False,
     )  # fmt: skip
-    assert result.embedded == result.read and result.adds_up(), result
+    assert report.added == report.stored and report.files["new"] and not report.failed, report
     return time.perf_counter() - start
 
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> str:
         command = "python benchmarks/bench_ray.py" + (f" --model {args.model}" if args.model != str(TINY) else "")
         section = (
             f"{SECTION}\n\nThe Ray Data job against the single-process path on the same files (see the script's "
-            "docstring). On a CPU-only Ray, Ray Data fuses the read, skip and preprocess stages into the embedding "
+            "docstring). On a CPU-only Ray, Ray Data fuses the read and decode stages into the embedding "
             "actors (they ask for the same resources), so each actor reads, decodes and embeds; with GPUs the CPU "
             f"stages run as separate tasks.\n\n### {datetime.date.today()}\n\nMachine: {machine()}. Command: "
             f"`{command} --n {args.n} --write`.\n\n{report}\n"

@@ -1,8 +1,8 @@
 """Index a folder of images and texts into the embedded Qdrant engine, then search it.
 
-The store is a folder on disk (qdrant-edge-py: Qdrant's engine in-process, no server). Indexing
-twice adds nothing twice: point IDs come from the content. Then one sentence and one image are
-searched, each over both modalities.
+The store is a folder on disk (qdrant-edge-py: Qdrant's engine in-process, no server). The store
+follows the folder: indexing it again skips the unchanged files. Then one sentence and one image
+are searched, each over both modalities, in one ranking (the fused score, then the cosine).
 
     python examples/qdrant_multimodal.py                              # tiny offline test checkpoint
     python examples/qdrant_multimodal.py --model jinaai/jina-clip-v2 --store ~/my-store photos/ notes/
@@ -33,10 +33,10 @@ def main() -> None:
     engine = shared_engine(args.model, device=args.device)
     with tempfile.TemporaryDirectory() as tmp, QdrantVectorizer(args.store or tmp, engine=engine) as store:
         for run in ("first", "second"):
-            report = store.add_files(args.paths)
-            print(
-                f"{run} index run: {report.added} added, {report.existing} already stored, {len(report.failed)} failed"
-            )
+            report = store.sync(args.paths)
+            files = report.files
+            print(f"{run} index run: {files['new']} new files, {files['unchanged']} unchanged, {report.added} points "
+                  f"added, {len(report.failed)} failed")  # fmt: skip
         layout = store.layout
         short = f" + short {layout.short_dim}-d" if layout.short_dim else ""
         print(f"{store.count()} points of {layout.model}: full {layout.dim}-d{short} vectors, preset {layout.preset}")
@@ -46,7 +46,7 @@ def main() -> None:
         ):
             print(f"\nsearch by {label}:")
             for hit in hits:
-                print(f"  {hit.score:6.3f}  {hit.modality:5}  {Path(hit.source).name}")
+                print(f"  {hit.score:6.3f}  {hit.cosine:6.3f}  {hit.modality:5}  {Path(hit.source).name}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""The ``jinaclip`` command line: index, search, embed, serve and describe a model.
+"""The ``jinaclip`` command line: index, search, list, embed, serve and describe a model.
 
-    jinaclip index photos/ notes/                 # into the embedded Qdrant store
+    jinaclip index photos/ docs/ "notes/**/*.md"  # the embedded Qdrant store follows these files
     jinaclip index --ray --ray-address auto --qdrant-url http://qdrant:6333 s3://bucket/photos/
-    jinaclip search "a dog on the beach"          # ranked hits with scores and sources
+    jinaclip search "a dog on the beach"          # texts and images in one ranking
     jinaclip search --image query.jpg --json
+    jinaclip ls / jinaclip delete docs/old.pdf / jinaclip stats
     jinaclip embed "some text" --image a.jpg -o vectors.jsonl
     jinaclip serve --port 8000                    # OpenAI/Jina /v1/embeddings + Weaviate routes
     jinaclip info
@@ -21,15 +22,20 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from .errors import JinaCLIPError
+from .ingest.chunking import ChunkOptions
+from .ingest.walk import REASONS
 
 DEFAULT_MODEL = "jinaai/jina-clip-v2"
 DEFAULT_COLLECTION = "jina-clip"
 DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_CHUNK = ChunkOptions()
 #: setting -> environment variable; the config file uses the setting's name as its key
 ENV = {
     "model": "JINACLIP_MODEL",
@@ -85,28 +91,75 @@ def defaults() -> dict[str, Any]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    """Index files and folders into the store; print what was added, skipped and failed."""
+    """Make the store follow files and folders; print what changed, what failed, what was ignored.
+
+    The paths are walked first, so a missing one fails at once and creates nothing; the model's
+    weights load only when something new is to be embedded."""
+    chunking = ChunkOptions(max_tokens=args.chunk_tokens, overlap=args.chunk_overlap)
     if args.ray:
-        return _index_with_ray(args)
+        return _index_with_ray(args, chunking)
     ray_only = {"--ray-address": args.ray_address, "--ray-workers": args.ray_workers, "--ray-gpus": args.ray_gpus,
                 "--parquet": args.parquet}  # fmt: skip
     if given := [flag for flag, value in ray_only.items() if value is not None]:
         raise JinaCLIPError(f"{', '.join(given)} only apply to a Ray job: add --ray")
+    listing = _listing(args)
+    from .ingest.sync import sync_files
+
     with _vectorizer(args, create=True) as store:
-        report = store.add_files(args.paths, on_error=args.on_error)
-        where = args.qdrant_url or str(Path(args.store) / args.collection)
-        print(
-            f"indexed into {where}: {report.added} added, {report.existing} already stored, "
-            f"{len(report.failed)} failed, {len(report.ignored)} other files ignored; {store.count()} points in all"
-        )
-    _print_failures(report.failed)
-    if args.report:
-        Path(args.report).write_text("".join(f.to_json() + "\n" for f in report.failed), encoding="utf-8")
-    return 1 if report.failed else 0
+        report = sync_files(store.store, store.engine, listing, options=chunking, prune=not args.no_prune,
+                            on_error=args.on_error, batch_size=store.batch_size, show_progress=store.show_progress)  # fmt: skip
+        total = store.count()
+    return _reported(args, report, _where(args), total)
 
 
-def _index_with_ray(args: argparse.Namespace) -> int:
-    """``index --ray``: the same job as a Ray Data pipeline (see ``jinaclip_integrations.ray``)."""
+def _listing(args: argparse.Namespace) -> Any:
+    """The files to index: the paths walked as the flags say (a missing path is an error)."""
+    from .ingest.readers import format_of
+    from .ingest.walk import walk
+
+    skip = [] if args.qdrant_url else [Path(args.store).expanduser() / args.collection]
+    return walk(args.paths, supported=lambda path: format_of(path) is not None, include=args.include,
+                exclude=args.exclude, skip=skip, gitignore=not args.no_gitignore)  # fmt: skip
+
+
+def _summary(report: Any, where: str, total: int | None) -> str:
+    """The lines ``index`` prints: files by outcome, points, what was ignored and why."""
+    files = ", ".join(f"{report.files[k]} {k}" for k in ("new", "changed", "unchanged", "removed", "failed"))
+    reused = f" ({report.reused} reused)" if report.reused else ""
+    lines = [
+        f"indexed into {where}: {report.added} added{reused}, {report.existing} already stored, "
+        f"{report.removed} removed, {len(report.failed)} failed"
+        + ("" if total is None else f"; {total} points in all"),  # fmt: skip
+        f"files: {files}; {report.chunks} text chunks"
+        + (f", {report.truncated} texts cut to fit the model" if report.truncated else ""),  # fmt: skip
+    ]
+    if report.ignored:
+        counts = Counter(skipped.reason for skipped in report.ignored)
+        reasons = ", ".join(f"{n} {REASONS[key]}" for key, n in counts.most_common())
+        lines.append(f"ignored: {len(report.ignored)} ({reasons}); -v lists them")
+    return "\n".join(lines)
+
+
+def _where(args: argparse.Namespace) -> str:
+    return args.qdrant_url or shown(Path(args.store).expanduser() / args.collection)
+
+
+def shown(path: str | os.PathLike | None) -> str:
+    """A stored path as printed: relative to the current folder when it is inside it."""
+    if path is None:
+        return "-"
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    try:
+        relative = os.path.relpath(text)
+    except ValueError:  # another drive (Windows)
+        return text
+    return text if relative.startswith("..") else relative
+
+
+def _index_with_ray(args: argparse.Namespace, chunking: ChunkOptions) -> int:
+    """``index --ray``: the same sync as a Ray Data job (see ``jinaclip_integrations.ray``), with the same summary."""
     from .ray import index_with_ray
 
     if args.on_error == "raise":
@@ -114,50 +167,141 @@ def _index_with_ray(args: argparse.Namespace) -> int:
     if args.parquet:
         target, where = {"parquet": args.parquet}, f"{args.parquet} (Parquet)"
     elif args.qdrant_url:
-        target, where = {"qdrant_url": args.qdrant_url}, args.qdrant_url
+        target, where = {"qdrant_url": args.qdrant_url}, _where(args)
     else:
-        target, where = {"store": Path(args.store).expanduser()}, str(Path(args.store) / args.collection)
-    result = index_with_ray(
+        target, where = {"store": Path(args.store).expanduser()}, _where(args)
+    report = index_with_ray(
         args.paths, **target, collection_name=args.collection, model_name=args.model, device=args.device,
-        dtype=args.dtype, preset=args.preset, workers=args.ray_workers, gpus_per_worker=args.ray_gpus,
-        report=args.report, address=args.ray_address, show_progress=False if args.quiet else None,
+        dtype=args.dtype, preset=args.preset, chunking=chunking, include=args.include, exclude=args.exclude,
+        gitignore=not args.no_gitignore, prune=not args.no_prune, workers=args.ray_workers,
+        gpus_per_worker=args.ray_gpus, address=args.ray_address, show_progress=False if args.quiet else None,
     )  # fmt: skip
-    stored = "" if result.stored is None else f"; {result.stored} points in all"
-    print(
-        f"indexed into {where} with Ray: {result.read} read, {result.embedded} embedded, {result.written} written, "
-        f"{result.existing} already stored, {result.skipped} failed, {result.ignored} other files ignored{stored}"
-    )
-    _print_failures(result.failed)  # the job wrote them to --report as it went
-    return 1 if result.failed else 0
+    return _reported(args, report, where, report.stored)
 
 
-def _print_failures(failures: list) -> None:
-    for failure in failures:
-        print(f"failed: {failure.source}: {failure.reason}", file=sys.stderr)
+def _reported(args: argparse.Namespace, report: Any, where: str, total: int | None) -> int:
+    """Print an index run's summary (and with ``-v`` what was ignored), name the failures on
+    stderr and in ``--report``; the exit status: 1 when something failed."""
+    print(_summary(report, where, total))
+    if args.verbose:
+        for skipped in report.ignored:
+            print(f"ignored: {shown(skipped.path)} ({REASONS[skipped.reason]})", file=sys.stderr)
+    for failure in report.failed:
+        print(f"failed: {shown(failure.source)}: {failure.reason}", file=sys.stderr)
+    if args.report:
+        Path(args.report).write_text("".join(f.to_json() + "\n" for f in report.failed), encoding="utf-8")
+    return 1 if report.failed else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """Search with a text or an image; print a ranked table or JSON."""
+    """Search with a text or an image; print one ranking of texts and images, or JSON."""
     if (args.query is None) == (args.image is None):
         raise JinaCLIPError('search needs a query text or --image FILE (one of them): jinaclip search "a red car"')
+    if args.image is not None and "://" not in args.image and not Path(args.image).is_file():
+        raise JinaCLIPError(f"--image {args.image}: no such file")
     with _vectorizer(args, create=False) as store:
+        options = {"limit": args.limit, "modality": args.modality, "image_weight": args.image_weight}
         if args.image is not None:
-            hits = store.search_image(args.image, limit=args.limit, modality=args.modality)
+            hits = store.search_image(args.image, **options)
         else:
-            hits = store.search_text(args.query, limit=args.limit, modality=args.modality)
+            hits = store.search_text(args.query, **options)
     if args.json:
-        rows = [
-            {"score": h.score, "source": h.source, "modality": h.modality, "text": h.text, "id": h.id} for h in hits
-        ]
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json.dumps([hit.to_json() for hit in hits], ensure_ascii=False, indent=2))
         return 0
     if not hits:
         print("no hits")
+    else:
+        print(f"{'':>3}  {'score':>7}  {'cosine':>7}  {'kind':<5}  source")
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join((hit.text or "").split())
         snippet = f"  {snippet[:60]}{'...' if len(snippet) > 60 else ''}" if snippet else ""
-        print(f"{rank:>3}  {hit.score:7.4f}  {hit.modality or '?':<5}  {hit.source or hit.id}{snippet}")
+        print(f"{rank:>3}  {hit.score:7.4f}  {hit.cosine:7.4f}  {hit.modality or '?':<5}  {_place(hit)}{snippet}")
     return 0
+
+
+def _place(hit: Any) -> str:
+    """Where a hit comes from: its source (relative to here), page and chunk."""
+    place = shown(hit.source) if hit.source else hit.id
+    page, chunk = hit.payload.get("page"), hit.payload.get("chunk")
+    if page is not None:
+        place += f" p.{page}"
+    if chunk:
+        place += f" #{chunk}"
+    return place
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """List the sources the store holds, with their points (no model is loaded)."""
+    from .store import source_summaries
+
+    with _opened_store(args) as store:
+        summaries = source_summaries(store)
+    if args.json:
+        print(json.dumps([s.to_json() for s in summaries], ensure_ascii=False, indent=2))
+        return 0
+    if not summaries:
+        print("the store is empty")
+    for s in summaries:
+        print(f"{s.points:>6} points  {s.modalities['text']:>5} texts  {s.modalities['image']:>4} images  "
+              f"{shown(s.source) if s.source else '(texts added without a source)'}")  # fmt: skip
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Remove the points of the given sources (no model is loaded)."""
+    from .store import ids_of_sources
+
+    sources = [s if "://" in s else os.path.abspath(s) for s in args.sources]
+    with _opened_store(args) as store:
+        found = ids_of_sources(store, sources)
+        ids = [i for ids in found.values() for i in ids]
+        if ids:
+            store.delete(ids)
+        total = store.count()
+    missing = [source for source, ids in found.items() if not ids]
+    print(f"removed {len(ids)} points of {len(found) - len(missing)} sources; {total} points in all")
+    for source in missing:
+        print(f"not in the store: {shown(source)}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Describe the store: its layout, points by modality, sources, size on disk."""
+    from .store import source_summaries
+
+    with _opened_store(args) as store:
+        summaries = source_summaries(store)
+        layout = store.layout()
+        folders = store.folders()
+    stats = {
+        "store": _where(args),
+        "model": layout.model,
+        "dim": layout.dim,
+        "short_dim": layout.short_dim,
+        "preset": layout.preset,
+        "points": sum(s.points for s in summaries),
+        "texts": sum(s.modalities["text"] for s in summaries),
+        "images": sum(s.modalities["image"] for s in summaries),
+        "sources": sum(s.source is not None for s in summaries),
+    }
+    if folders:
+        # blocks, not sizes: the engine's files are sparse
+        stats["bytes_on_disk"] = sum(f.stat().st_blocks * 512 for folder in folders for f in folder.rglob("*") if f.is_file())  # fmt: skip
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for key, value in stats.items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
+def _opened_store(args: argparse.Namespace) -> Any:
+    """The store the arguments name, opened as it was made (no model needed)."""
+    from .qdrant import open_store
+
+    store = open_store(_qdrant_location(args, create=False), args.collection)
+    store.open_existing()
+    return closing(store)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -235,9 +379,10 @@ def _engine(args: argparse.Namespace):
     return shared_engine(args.model, device=args.device, dtype=args.dtype, show_progress=False if args.quiet else None)
 
 
-def _vectorizer(args: argparse.Namespace, *, create: bool):
-    """The Qdrant store the arguments name: a server (``--qdrant-url``) or the embedded engine."""
-    from .qdrant import LAYOUT_FILE, QdrantVectorizer
+def _qdrant_location(args: argparse.Namespace, *, create: bool) -> Any:
+    """A client for ``--qdrant-url``, else the embedded store's folder; without ``create``, a
+    collection that does not exist is an error (before any model is loaded)."""
+    from .qdrant import LAYOUT_FILE
 
     if args.qdrant_url:
         from qdrant_client import QdrantClient
@@ -245,13 +390,22 @@ def _vectorizer(args: argparse.Namespace, *, create: bool):
         client = QdrantClient(url=args.qdrant_url, api_key=os.environ.get("QDRANT_API_KEY"))
         if not create and not client.collection_exists(args.collection):
             raise JinaCLIPError(f"no collection {args.collection!r} at {args.qdrant_url}: run `jinaclip index` first")
-        store: Any = client
-    else:
-        store = Path(args.store).expanduser()
-        if not create and not (store / args.collection / LAYOUT_FILE).is_file():
-            raise JinaCLIPError(f"nothing indexed in {store / args.collection}: run `jinaclip index PATH...` first")
+        return client
+    store = Path(args.store).expanduser()
+    if not create and not (store / args.collection / LAYOUT_FILE).is_file():
+        raise JinaCLIPError(f"nothing indexed in {store / args.collection}: run `jinaclip index PATH...` first")
+    return store
+
+
+def _vectorizer(args: argparse.Namespace, *, create: bool):
+    """The Qdrant store the arguments name, with the model (whose weights load when first used)."""
+    from .engine import LazyEngine
+    from .qdrant import QdrantVectorizer
+
+    location = _qdrant_location(args, create=create)
+    engine = LazyEngine(args.model, device=args.device, dtype=args.dtype, show_progress=False if args.quiet else None)
     return QdrantVectorizer(
-        store, args.collection, engine=_engine(args), show_progress=False if args.quiet else None,
+        location, args.collection, engine=engine, show_progress=False if args.quiet else None,
         **({"preset": args.preset} if getattr(args, "preset", None) else {}),
     )  # fmt: skip
 
@@ -280,8 +434,21 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     store.add_argument("--qdrant-url", default=values.get("qdrant_url"), help="a Qdrant server instead of the store")
     store.add_argument("--collection", default=values["collection"], help="collection name (%(default)s)")
 
-    index = commands.add_parser("index", parents=[common, store], help="index image and text files and folders")
-    index.add_argument("paths", nargs="+", help="files and folders (searched recursively)")
+    index = commands.add_parser(
+        "index", parents=[common, store], help="make the store follow files and folders (texts, images, PDFs...)",
+        description="Index files, folders and globs into the store, and keep it in step with them: new and "
+        "changed files are (re)indexed, unchanged ones skipped, deleted ones removed (unless --no-prune). "
+        "Texts, markdown, HTML, PDF, Word and CSV files are read and cut into chunks; images are embedded "
+        "as they are, and so are the images inside PDFs and Word files.",
+    )  # fmt: skip
+    index.add_argument("paths", nargs="+", help="files, folders (searched recursively) and globs ('docs/**/*.md')")
+    index.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching GLOB (repeat for more)")  # fmt: skip
+    index.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files and folders matching GLOB (gitignore syntax; repeat for more)")  # fmt: skip
+    index.add_argument("--no-gitignore", action="store_true", help="index what .gitignore files ignore")
+    index.add_argument("--no-prune", action="store_true", help="only add: keep the points of files gone from the folders")  # fmt: skip
+    index.add_argument("--chunk-tokens", type=int, default=DEFAULT_CHUNK.max_tokens, help="tokens per text chunk (%(default)s; up to 8190)")  # fmt: skip
+    index.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK.overlap, help="tokens repeated between chunks (%(default)s)")  # fmt: skip
+    index.add_argument("-v", "--verbose", action="store_true", help="list every ignored file and folder with the reason")  # fmt: skip
     index.add_argument("--preset", choices=["default", "int8", "binary"], help="collection layout for a new collection")
     index.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable files (%(default)s)")
     index.add_argument("--report", type=Path, help="write the bad files to FILE, a JSON line each (path, reason)")
@@ -293,13 +460,29 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     scale.add_argument("--parquet", help="write Parquet files of vectors to this folder or URI instead of Qdrant")
     index.set_defaults(run=cmd_index)
 
-    search = commands.add_parser("search", parents=[common, store], help="search with a text or an image")
+    search = commands.add_parser(
+        "search", parents=[common, store], help="search with a text or an image: texts and images in one ranking",
+        description="Search the store. Texts and images come in one ranking: each modality's cosine scores are "
+        "standardized over its candidates and mapped to (0, 1) (the score shown), so images are not buried under "
+        "texts by CLIP's modality gap; --modality ranks one modality by cosine similarity.",
+    )  # fmt: skip
     search.add_argument("query", nargs="?", help="the text to search with")
     search.add_argument("--image", help="an image file or URL to search with instead")
     search.add_argument("--limit", "-k", type=int, default=10, help="number of hits (%(default)s)")
-    search.add_argument("--modality", choices=["text", "image"], help="only hits of this kind")
+    search.add_argument("--modality", choices=["text", "image"], help="only hits of this kind, ranked by cosine")
+    search.add_argument("--image-weight", type=float, default=1.0, help="weight of images in the merged ranking (%(default)s; 0: texts first)")  # fmt: skip
     search.add_argument("--json", action="store_true", help="print a JSON list of hits")
     search.set_defaults(run=cmd_search)
+
+    listing = commands.add_parser("ls", parents=[store], help="list the sources in the store, with their points")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_ls)
+    delete = commands.add_parser("delete", parents=[store], help="remove the points of files from the store")
+    delete.add_argument("sources", nargs="+", metavar="SOURCE", help="a file as indexed (a path; relative to here)")
+    delete.set_defaults(run=cmd_delete)
+    stats = commands.add_parser("stats", parents=[store], help="describe the store: layout, points, size")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(run=cmd_stats)
 
     embed = commands.add_parser("embed", parents=[common], help="embed texts and images to JSONL or .npy")
     embed.add_argument("texts", nargs="*", help="texts to embed")
@@ -327,6 +510,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(defaults())
         args = parser.parse_args(argv)
         return args.run(args)
+    except BrokenPipeError:  # the reader left (`jinaclip ls | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (JinaCLIPError, ValueError, ImportError, OSError) as exc:  # InputError and StoreError included
         print(f"jinaclip: error: {exc}", file=sys.stderr)
         return 1

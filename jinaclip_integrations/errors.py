@@ -45,3 +45,9 @@ class CheckpointError(JinaCLIPError, ValueError):
 class StoreError(JinaCLIPError, ValueError):
     """A vector-database collection cannot be used for this model: it exists with another
     layout (vector names, sizes or distance) or was built with another model."""
+
+
+class DocumentError(JinaCLIPError, ValueError):
+    """A file cannot be read as the document its name says it is (a PDF that is damaged or
+    encrypted, a text that is not UTF-8, an HTML page in an unknown encoding). The message is
+    the reason, in words, without the file's name: callers name the file."""

@@ -23,8 +23,11 @@ from test_images import _png_claiming
 
 from conftest import V2_TINY
 from jinaclip_integrations import InputError, JinaCLIPEngine
-from jinaclip_integrations._ingest import IngestReport, embed_items, file_item, iter_image_items, text_items
 from jinaclip_integrations.engine import images
+from jinaclip_integrations.ingest import items as ingest_items
+from jinaclip_integrations.ingest.chunking import ChunkOptions
+from jinaclip_integrations.ingest.files import file_items, read_source
+from jinaclip_integrations.ingest.items import IngestReport, embed_items, iter_image_items, text_items
 from jinaclip_integrations.qdrant import QdrantVectorizer
 
 GRADIENT = V2_TINY / "rgb_gradient_64x48.png"
@@ -100,19 +103,26 @@ def test_lone_surrogate_in_ingest_is_an_input_error():
         ("utf-16".encode("utf-16"), 0),
     ],
 )
-def test_text_file_that_is_not_utf8_is_an_input_error_naming_it(tmp_path, data, byte):
+def test_text_file_that_is_not_utf8_is_an_input_error_naming_it(tmp_path, engine, data, byte):
     path = tmp_path / "notes.txt"
     path.write_bytes(data)
     with pytest.raises(InputError) as info:
-        file_item(path, 7)
+        read_items(engine, path, 7)
     assert (info.value.index, info.value.kind) == (7, "file")
-    assert info.value.reason == f"{path} is not UTF-8 text (byte {byte})"
+    assert info.value.reason == f"{path}: not UTF-8 text (byte {byte})"
 
 
-def test_utf8_text_file_with_bom_is_read_without_it(tmp_path):
+def test_utf8_text_file_with_bom_is_read_without_it(tmp_path, engine):
     path = tmp_path / "bom.txt"
     path.write_bytes("\ufeffhello".encode())
-    assert file_item(path, 0).content == "hello"
+    assert [item.content for item in read_items(engine, path, 0)] == ["hello"]
+
+
+def read_items(engine, path, index: int) -> list:
+    """A file's items as the ingest path reads them."""
+    with open(path, "rb") as f:
+        data = read_source(f.read, str(path), index)
+    return file_items(str(path), data, offsets=engine.token_offsets, options=ChunkOptions(), size=len(data), mtime_ns=0, index=index)[1]  # fmt: skip
 
 
 # -- images: a local web site -------------------------------------------------------------------
@@ -334,17 +344,15 @@ def test_vectorizer_skipping_the_whole_matrix_stores_the_good_ones(engine, tmp_p
         assert (report.added, report.existing, len(report.failed)) == (3, 0, len(bads))
         assert vectorizer.count() == 3
         for good in goods:
-            hit = vectorizer.search_image(good, limit=1)[0]
+            hit = vectorizer.search_image(good, limit=1, modality="image")[0]
             assert hit.score == pytest.approx(1, abs=1e-5)
 
 
 @pytest.mark.parametrize("name, modality", [("big.txt", "text"), ("big.png", "image")])
-def test_a_file_over_the_size_limit_fails_alone_without_being_read_whole(tmp_path, monkeypatch, name, modality):
-    from jinaclip_integrations import _ingest
-
-    monkeypatch.setitem(_ingest.MAX_FILE_BYTES, modality, 100)
+def test_a_file_over_the_size_limit_fails_alone_without_being_read_whole(tmp_path, engine, monkeypatch, name, modality):  # fmt: skip
+    monkeypatch.setitem(ingest_items.MAX_FILE_BYTES, modality, 100)
     (tmp_path / name).write_bytes(b"x" * 101)
     (tmp_path / "small.txt").write_text("fits")
-    with pytest.raises(InputError, match=rf"index 0: .*{name} is larger than 100 bytes, the most read from a {modality} file"):  # fmt: skip
-        file_item(tmp_path / name, 0)
-    assert file_item(tmp_path / "small.txt", 1).content == "fits"
+    with pytest.raises(InputError, match=rf"index 0: .*{name} is larger than 100 bytes, the most read from such a file"):  # fmt: skip
+        read_items(engine, tmp_path / name, 0)
+    assert [item.content for item in read_items(engine, tmp_path / "small.txt", 1)] == ["fits"]

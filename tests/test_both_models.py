@@ -93,9 +93,10 @@ def test_qdrant_vectorizer(model, tmp_path):
     engine = load_engine(model)
     with QdrantVectorizer(tmp_path, "c", engine=engine) as store:
         assert store.layout.short_dim == (8 if engine.matryoshka_dims else None)  # v1: the full vector only
-        assert store.add_files([DATA]).added == 6 and store.add_files([DATA]).existing == 6
-        hit = store.search_image(IMAGES[0], limit=1)[0]
+        assert store.add_files([DATA]).added == 6 and store.add_files([DATA]).files["unchanged"] == 6
+        hit = store.search_image(IMAGES[0], limit=1, modality="image")[0]
         assert hit.source == IMAGES[0] and hit.score == pytest.approx(1.0, abs=1e-5)
+        assert {h.modality for h in store.search_image(IMAGES[0], limit=2)} == {"text", "image"}  # merged
         texts = store.search_text("circles", limit=3, modality="text")
         assert {h.modality for h in texts} == {"text"} and len(texts) == 3
     client = QdrantClient(":memory:")
@@ -112,9 +113,9 @@ def test_cli_index_and_search(model, tmp_path, capsys, monkeypatch):
     common = ["--model", str(model), "--store", str(tmp_path / "store"), "-q"]
     assert cli.main(["index", str(data), *common]) == 0
     assert cli.main(["index", str(data), *common]) == 0
-    assert "0 added, 6 already stored" in capsys.readouterr().out
-    assert cli.main(["search", "--image", str(data / "red_circle.png"), "--limit", "1", *common]) == 0
-    assert capsys.readouterr().out.split()[:4] == ["1", "1.0000", "image", str(data / "red_circle.png")]
+    assert "6 unchanged" in capsys.readouterr().out
+    assert cli.main(["search", "--image", str(data / "red_circle.png"), "--limit", "1", "--modality", "image", *common]) == 0  # fmt: skip
+    assert capsys.readouterr().out.splitlines()[1].split()[:5] == ["1", "1.0000", "1.0000", "image", str(data / "red_circle.png")]  # fmt: skip
     assert cli.main(["info", "--json", "--model", str(model)]) == 0
     assert ('"tasks": []' in capsys.readouterr().out) == (model == V1_TINY)
 

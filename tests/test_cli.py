@@ -39,31 +39,35 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_index_twice_then_search_by_text_and_image(env, capsys, tmp_path):
     code, out, _ = run(capsys, "index", str(env), "-q")
     store = tmp_path / "share" / "jinaclip" / "store" / "jina-clip"  # the default: the user's data directory
-    assert code == 0 and f"indexed into {store}: 6 added, 0 already stored, 0 failed" in out
+    assert code == 0 and f"indexed into {store}: 6 added, 0 already stored, 0 removed, 0 failed" in out
     code, out, _ = run(capsys, "index", str(env), "-q")
-    assert code == 0 and "0 added, 6 already stored" in out and "6 points in all" in out
+    assert code == 0 and "0 added" in out and "6 unchanged" in out and "6 points in all" in out
 
-    code, out, _ = run(capsys, "search", "--image", str(env / "red_circle.png"), "-q", "--json")
+    code, out, _ = run(capsys, "search", "--image", str(env / "red_circle.png"), "-q", "--json", "--modality", "image")
     hits = json.loads(out)
-    assert code == 0 and len(hits) == 6
-    assert set(hits[0]) == {"score", "source", "modality", "text", "id"}
+    assert code == 0 and len(hits) == 3
+    assert set(hits[0]) == {"score", "cosine", "source", "modality", "text", "id"}
     assert hits[0]["source"] == str(env / "red_circle.png") and hits[0]["score"] == pytest.approx(1, abs=1e-5)
+    code, out, _ = run(capsys, "search", "--image", str(env / "red_circle.png"), "-q", "--json")
+    assert code == 0 and len(json.loads(out)) == 6  # both modalities, one ranking
 
-    text = (env / "circles.txt").read_text(encoding="utf-8")
-    code, out, _ = run(capsys, "search", text, "--limit", "2", "-q")
+    text = (env / "circles.txt").read_text(encoding="utf-8").strip()
+    code, out, _ = run(capsys, "search", text, "--limit", "2", "-q", "--modality", "text")
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 2
-    assert lines[0].split()[:4] == ["1", lines[0].split()[1], "text", str(env / "circles.txt")]
+    assert code == 0 and len(lines) == 3 and lines[0].split() == ["score", "cosine", "kind", "source"]
+    assert lines[1].split()[:5] == ["1", lines[1].split()[1], lines[1].split()[1], "text", str(env / "circles.txt")]
     code, out, _ = run(capsys, "search", "circle", "--modality", "image", "--json", "-q")
     assert [hit["modality"] for hit in json.loads(out)] == ["image"] * 3
 
 
 def test_index_reports_bad_files_and_exits_1(env, capsys, tmp_path):
     (env / "broken.jpg").write_bytes(b"not a jpeg")
-    (env / "notes.pdf").write_bytes(b"%PDF")
+    (env / "tool.exe").write_bytes(b"MZ")
     code, out, err = run(capsys, "index", str(env), "-q", "--report", str(tmp_path / "bad.jsonl"))
-    assert code == 1 and "6 added" in out and "1 failed, 1 other files ignored" in out
+    assert code == 1 and "6 added" in out and "1 failed" in out and "ignored: 1 (1 unsupported file type)" in out
     assert f"failed: {env / 'broken.jpg'}:" in err
+    code, _, err = run(capsys, "index", str(env), "-q", "-v")
+    assert f"ignored: {env / 'tool.exe'} (unsupported file type)" in err
     [line] = (tmp_path / "bad.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(line)["path"] == str(env / "broken.jpg") and "cannot decode image" in json.loads(line)["reason"]
     code, _, err = run(capsys, "index", str(env), "--on-error", "raise", "-q")

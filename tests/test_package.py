@@ -58,11 +58,17 @@ def test_integrations_without_their_extra_give_an_install_hint():
 import jinaclip_integrations as j
 from jinaclip_integrations import *  # needs no extra
 j.JinaCLIPEngine, j.fuse_modalities  # the core still works
-for name, extra in (("JinaCLIPEmbeddings", "langchain"), ("JinaCLIPEmbedding", "llama-index"),
-                    ("QdrantVectorizer", "qdrant"), ("WeaviateVectorizer", "weaviate"), ("create_inference_app", "server"),
-                    ("create_app", "server")):
+def qdrant(cls):  # imports without its client: opening a store needs it
+    cls("unused-store", engine=object())
+
+
+for name, extra, use in (("JinaCLIPEmbeddings", "langchain", None), ("JinaCLIPEmbedding", "llama-index", None),
+                         ("QdrantVectorizer", "qdrant", qdrant), ("WeaviateVectorizer", "weaviate", None),
+                         ("create_inference_app", "server", None), ("create_app", "server", None)):
     try:
-        getattr(j, name)
+        found = getattr(j, name)
+        if use is not None:
+            use(found)
     except ImportError as exc:
         assert f'pip install "jinaclip-integrations[{extra}]"' in str(exc), str(exc)
     else:
@@ -86,7 +92,8 @@ def test_core_dependencies_only():
     assert project["version"] == jinaclip_integrations.__version__
     extras = project["optional-dependencies"]
     assert {"langchain", "llama-index", "qdrant", "weaviate", "server", "heif", "ray", "test"} <= set(extras)
-    assert "jinaclip-integrations[langchain,llama-index,qdrant,weaviate,server,heif,ray]" in extras["test"]
+    assert "jinaclip-integrations[langchain,llama-index,qdrant,weaviate,server,heif,ray,documents]" in extras["test"]
+    assert {"pdf", "docx", "documents"} <= set(extras)
     assert "ray[data]>=2.40,<3" in extras["ray"] and "jinaclip-integrations[qdrant]" in extras["ray"]
     assert "qdrant-edge-py==0.9.0" in extras["qdrant"]  # pinned: its API still changes
 
@@ -105,17 +112,20 @@ def test_readme_main_job_runs(tmp_path):
     result = subprocess.run(["bash", "-c", job], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].endswith("6 added, 0 already stored, 0 failed, 0 other files ignored; 6 points in all")
-    # searching with a stored image finds that image first, at cosine 1
-    assert lines[7].split()[:4] == ["1", "1.0000", "image", "examples/data/red_circle.png"]
+    assert lines[0].endswith("6 added, 0 already stored, 0 removed, 0 failed; 6 points in all")
+    assert lines[1].startswith("files: 6 new,") and lines[2].split() == ["score", "cosine", "kind", "source"]
+    by_text, by_image = lines[3:9], lines[10:16]
+    assert {row.split()[3] for row in by_text[:2]} == {"text", "image"}  # one ranking: texts and images mixed
+    # searching with a stored image finds that image among the first, at cosine 1
+    assert ["1.0000", "image", "examples/data/red_circle.png"] in [row.split()[2:5] for row in by_image[:2]]
 
 
 def test_qdrant_example_runs():
     result = run("examples/qdrant_multimodal.py", "--model", "tests/fixtures/jina-clip-v2-tiny")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[:3] == [
-        "first index run: 6 added, 0 already stored, 0 failed",
-        "second index run: 0 added, 6 already stored, 0 failed",
+        "first index run: 6 new files, 0 unchanged, 6 points added, 0 failed",
+        "second index run: 0 new files, 6 unchanged, 0 points added, 0 failed",
         "6 points of jina-clip-v2-tiny: full 64-d + short 8-d vectors, preset default",
     ]
 
@@ -140,6 +150,12 @@ def test_qdrant_benchmark_smoke():
     rows = [line for line in result.stdout.splitlines() if line.startswith(("| edge", "| local"))]
     assert len(rows) == 6  # 2 engines x 3 presets
     assert "Query throughput, embedded engine over local mode" in result.stdout
+
+
+def test_ingest_benchmark_smoke():
+    result = run("benchmarks/bench_ingest.py", "--smoke")
+    assert result.returncode == 0, result.stderr
+    assert "| tiny | 4 |" in result.stdout and "overhead" in result.stdout
 
 
 def test_server_benchmark_smoke():

@@ -2,6 +2,7 @@
 
 Vectors are compared with the engine's own output (atol 1e-6: they are the same float32 numbers
 after a round trip through the store), and rankings with an exact numpy search over them.
+Following folders (sync, prune, chunking, documents) is tested in ``test_sync.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from jinaclip_integrations import InputError, StoreError
-from jinaclip_integrations._ingest import content_id
 from jinaclip_integrations.qdrant import FULL, SHORT, QdrantVectorizer, default_short_dim
 
 DATA = Path(__file__).parents[1] / "examples" / "data"
@@ -41,24 +41,26 @@ def make(backend: str, tmp_path: Path, engine, **kwargs) -> QdrantVectorizer:
 
 
 def stored_vectors(vectorizer: QdrantVectorizer) -> dict[str, dict[str, np.ndarray]]:
-    """Every point's named vectors, by ID, read back from the store."""
-    store = vectorizer._store
+    """Every point's named vectors, by its source, read back from the store."""
+    store = vectorizer.store
     if hasattr(store, "client"):
         records, _ = store.client.scroll(store.name, limit=1000, with_vectors=True)
     else:
-        records, _ = store.shard.scroll(store.edge.ScrollRequest(limit=1000, with_vector=True))
-    return {str(r.id): {k: np.asarray(v, dtype=np.float32) for k, v in r.vector.items()} for r in records}
+        records, _ = store.shard.scroll(store.edge.ScrollRequest(limit=1000, with_vector=True, with_payload=True))
+    return {r.payload["source"]: {k: np.asarray(v, dtype=np.float32) for k, v in r.vector.items()} for r in records}
 
 
 def expected_vectors(engine, folder: Path) -> dict[str, np.ndarray]:
+    """The engine's vector of each file, by path: a short text file is one chunk, its text
+    without the whitespace around it."""
     files = sorted(p for p in folder.iterdir())
     texts = [p for p in files if p.suffix == ".txt"]
     images = [p for p in files if p.suffix == ".png"]
     out = {}
-    for path, vector in zip(texts, engine.encode_text([p.read_text() for p in texts]), strict=True):
-        out[content_id("text", path.read_text())] = vector
+    for path, vector in zip(texts, engine.encode_text([p.read_text().strip() for p in texts]), strict=True):
+        out[str(path)] = vector
     for path, vector in zip(images, engine.encode_image(images), strict=True):
-        out[content_id("image", path.read_bytes())] = vector
+        out[str(path)] = vector
     return out
 
 
@@ -68,19 +70,19 @@ def test_index_twice_stores_each_item_once_with_the_engines_vectors(backend, pre
     vectorizer = make(backend, tmp_path, engine, preset=preset)
     first = vectorizer.add_files([data])
     second = vectorizer.add_files([data])
-    assert (first.added, first.existing, first.failed) == (6, 0, [])
-    assert (second.added, second.existing, second.failed) == (0, 6, [])
+    assert (first.added, first.existing, first.failed, first.files["new"]) == (6, 0, [], 6)
+    assert (second.added, second.existing, second.failed, second.files["unchanged"]) == (0, 0, [], 6)
     assert vectorizer.count() == 6
     expected = expected_vectors(engine, data)
     stored = stored_vectors(vectorizer)
     assert set(stored) == set(expected)
     short_dim = vectorizer.layout.short_dim
     assert (short_dim is not None) == (preset == "default")
-    for pid, vector in expected.items():
-        np.testing.assert_allclose(stored[pid][FULL], vector, atol=1e-6)
+    for source, vector in expected.items():
+        np.testing.assert_allclose(stored[source][FULL], vector, atol=1e-6)
         if short_dim is not None:
             short = vector[:short_dim] / np.linalg.norm(vector[:short_dim])
-            np.testing.assert_allclose(stored[pid][SHORT], short, atol=1e-6)
+            np.testing.assert_allclose(stored[source][SHORT], short, atol=1e-6)
     vectorizer.close()
 
 
@@ -90,19 +92,31 @@ def test_search_ranks_as_exact_search_and_filters_by_modality(backend, preset, t
     vectorizer = make(backend, tmp_path, engine, preset=preset)
     vectorizer.add_files([data])
     expected = expected_vectors(engine, data)
-    ids = list(expected)
-    matrix = np.stack([expected[i] for i in ids])
+    sources = list(expected)
+    matrix = np.stack([expected[i] for i in sources])
     query = engine.encode_text(["a red circle"], task="retrieval.query")[0]
-    order = np.argsort(-(matrix @ query))
-    hits = vectorizer.search_text("a red circle", limit=4)
-    assert [h.id for h in hits] == [ids[i] for i in order[:4]]
-    np.testing.assert_allclose([h.score for h in hits], (matrix @ query)[order[:4]], atol=1e-4)
+    cosines = matrix @ query
+    for modality in ("text", "image"):  # one modality: ranked by cosine, as an exact search
+        mine = [i for i, source in enumerate(sources) if source.endswith(".txt" if modality == "text" else ".png")]
+        order = sorted(mine, key=lambda i: -cosines[i])
+        hits = vectorizer.search_text("a red circle", limit=2, modality=modality)
+        assert [h.source for h in hits] == [sources[i] for i in order[:2]]
+        np.testing.assert_allclose([h.score for h in hits], cosines[order[:2]], atol=1e-4)
+        assert [h.cosine for h in hits] == [h.score for h in hits]
+    merged = vectorizer.search_text("a red circle", limit=6)  # both: one ranking by the fused score
+    assert sorted(h.source for h in merged) == sorted(sources)
+    assert [h.score for h in merged] == sorted((h.score for h in merged), reverse=True)
+    assert all(0 < h.score < 1 for h in merged)
+    np.testing.assert_allclose(
+        [h.cosine for h in merged], [cosines[sources.index(h.source)] for h in merged], atol=1e-4
+    )
+    assert {h.modality for h in merged[:2]} == {"text", "image"}  # each side's best comes first
     images = vectorizer.search_image(data / "red_circle.png", limit=10, modality="image")
     assert [h.modality for h in images] == ["image"] * 3
     assert images[0].source == str(data / "red_circle.png") and images[0].score == pytest.approx(1.0, abs=1e-4)
     texts = vectorizer.search_text("circles", limit=10, modality="text")
     assert {h.source for h in texts} == {str(p) for p in data.glob("*.txt")}
-    assert all(h.text == Path(h.source).read_text() for h in texts)
+    assert all(h.text == Path(h.source).read_text().strip() for h in texts)
     vectorizer.close()
 
 
@@ -111,13 +125,13 @@ def test_reopened_store_keeps_points_and_layout(backend, tmp_path, data, engine)
     with make(backend, tmp_path, engine, preset="int8") as vectorizer:
         vectorizer.add_files([data])
     if backend == "local-path":
-        vectorizer._store.client.close()  # a local path is locked by its client
+        vectorizer.store.client.close()  # a local path is locked by its client
     reopened = make(backend, tmp_path, engine)  # preset None: keeps the stored one
     assert reopened.layout.preset == "int8" and reopened.count() == 6
-    assert reopened.add_files([data]).existing == 6
+    assert reopened.add_files([data]).files["unchanged"] == 6
     with pytest.raises(StoreError, match="another layout"):
         if backend == "local-path":
-            reopened._store.client.close()
+            reopened.store.client.close()
         make(backend, tmp_path, engine, preset="default")
 
 
@@ -125,24 +139,24 @@ def test_reopened_store_keeps_points_and_layout(backend, tmp_path, data, engine)
 def test_interrupted_ingest_resumes_without_loss_or_duplicates(backend, tmp_path, data, engine, monkeypatch):
     vectorizer = make(backend, tmp_path, engine, batch_size=2)
     calls = []
-    real_upsert = vectorizer._store.upsert
+    real_upsert = vectorizer.store.upsert
 
-    def crash_on_second_batch(items, vectors):
-        calls.append(len(items))
+    def crash_on_second_batch(ids, vectors, payloads):
+        calls.append(len(ids))
         if len(calls) == 2:
             raise KeyboardInterrupt  # what a Ctrl-C mid-run looks like
-        real_upsert(items, vectors)
+        real_upsert(ids, vectors, payloads)
 
-    monkeypatch.setattr(vectorizer._store, "upsert", crash_on_second_batch)
+    monkeypatch.setattr(vectorizer.store, "upsert", crash_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         vectorizer.add_files([data])
     assert vectorizer.count() == 2
-    monkeypatch.setattr(vectorizer._store, "upsert", real_upsert)
+    monkeypatch.setattr(vectorizer.store, "upsert", real_upsert)
     embedded = []
-    real_embed = vectorizer.engine.encode_text
-    monkeypatch.setattr(vectorizer.engine, "encode_text", lambda t, **kw: embedded.extend(t) or real_embed(t, **kw))
+    real_embed = engine.encode_text
+    monkeypatch.setattr(engine, "encode_text", lambda t, **kw: embedded.extend(t) or real_embed(t, **kw))
     report = vectorizer.add_files([data])
-    assert (report.added, report.existing) == (4, 2)
+    assert (report.added, report.files["unchanged"]) == (4, 2)
     assert vectorizer.count() == 6
     assert len(embedded) == 2  # the stored text was not embedded again
     vectorizer.close()
@@ -153,12 +167,14 @@ def test_bad_files_are_reported_by_name_or_stop_the_run(backend, tmp_path, data,
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (data / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (data / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (data / "tool.exe").write_bytes(b"MZ")
     vectorizer = make(backend, tmp_path, engine, on_error="skip")
     report = vectorizer.add_files([data])
     assert report.added == 6 and vectorizer.count() == 6
-    assert sorted(Path(f.source).name for f in report.failed) == ["broken.png", "latin1.txt"]
+    assert sorted(Path(f.source).name for f in report.failed) == ["broken.png", "latin1.txt", "notes.pdf"]
     assert "not UTF-8" in next(f.reason for f in report.failed if f.source.endswith("latin1.txt"))
-    assert report.ignored == [str(data / "notes.pdf")]
+    assert "damaged PDF" in next(f.reason for f in report.failed if f.source.endswith("notes.pdf"))
+    assert [(s.path, s.reason) for s in report.ignored] == [(str(data / "tool.exe"), "unsupported")]
 
 
 @pytest.mark.parametrize("backend", ["edge", "memory"])
@@ -167,20 +183,20 @@ def test_raise_stops_at_the_bad_file_and_keeps_what_was_written(backend, tmp_pat
     vectorizer = make(backend, tmp_path, engine, batch_size=2)
     with pytest.raises(InputError, match="zz_broken.png") as info:
         vectorizer.add_files([data])
-    assert info.value.kind == "image" and info.value.index == 6
+    assert info.value.kind == "image"
     assert vectorizer.count() == 6
     (data / "zz_broken.png").unlink()
     report = vectorizer.add_files([data])
-    assert (report.added, report.existing, vectorizer.count()) == (0, 6, 6)
+    assert (report.added, report.files["unchanged"], vectorizer.count()) == (0, 6, 6)
 
 
-def test_explicit_paths_must_exist_and_be_images_or_texts(tmp_path, data, engine):
+def test_explicit_paths_must_exist_and_be_supported(tmp_path, data, engine):
     vectorizer = make("memory", tmp_path, engine)
     with pytest.raises(InputError, match="does not exist"):
         vectorizer.add_files([data / "missing.png"])
-    (data / "x.pdf").write_bytes(b"%PDF")
-    with pytest.raises(InputError, match="neither an image"):
-        vectorizer.add_files([data / "x.pdf"])
+    (data / "x.exe").write_bytes(b"MZ")
+    with pytest.raises(InputError, match="not a supported file type"):
+        vectorizer.add_files([data / "x.exe"])
     assert vectorizer.count() == 0
 
 
@@ -308,7 +324,7 @@ def test_bad_in_memory_items_raise_or_are_skipped(tmp_path, engine):
 def test_single_path_and_store_arguments(tmp_path, data, engine):
     vectorizer = make("memory", tmp_path, engine)
     report = vectorizer.add_files(str(data))  # one folder as a string, not its characters
-    assert report.added + report.existing + len(report.failed) == 6 and report.added == 6
+    assert report.files["new"] == 6 and report.added == 6
     for bad in (":memory:", "http://localhost:6333"):
         with pytest.raises(ValueError, match="QdrantClient"):
             QdrantVectorizer(bad, engine=engine)

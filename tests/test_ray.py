@@ -1,9 +1,13 @@
-"""The Ray Data job (``jinaclip_integrations.ray``) on one local Ray instance (2 CPUs, no GPU) and
-the tiny model: it stores what the single-process path stores, its counts add up, and neither a
-re-run nor a retried batch writes anything twice."""
+"""The Ray Data job (``jinaclip_integrations.ray``) on one local Ray instance (2 CPUs, no GPU) and the tiny model: it
+stores what ``QdrantVectorizer.sync`` stores from the same folder (IDs, payloads, vectors within 1e-5) and reports
+the same, follows the folder's edits, and neither a re-run nor a retried batch writes anything twice.
+
+Stores are compared as in ``test_sync``; its long text and PDF are reused.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -19,17 +23,20 @@ import pytest
 import ray
 from PIL import Image
 from qdrant_client import QdrantClient
+from test_sync import HTML, assert_same_store, long_text, points, three_page_pdf
 
-import jinaclip_integrations.ray as ray_job
 from conftest import V2_TINY
-from jinaclip_integrations import InputError, QdrantVectorizer, StoreError, cli
-from jinaclip_integrations._ingest import file_item, text_items
-from jinaclip_integrations.ray import index_with_ray
+from jinaclip_integrations import InputError, JinaCLIPEngine, StoreError, cli
+from jinaclip_integrations.ingest.chunking import ChunkOptions
+from jinaclip_integrations.ingest.items import IngestReport
+from jinaclip_integrations.ingest.sync import fit_chunking
+from jinaclip_integrations.qdrant import QdrantVectorizer, named_vectors
+from jinaclip_integrations.ray import RayIndexResult, index_with_ray, job, sinks
+from jinaclip_integrations.ray.listing import list_files
+from jinaclip_integrations.ray.stages import Embedder, preprocess_images, read_files
 
-IMAGES, TEXTS = 200, 100
-GOOD = IMAGES + TEXTS
-BAD = {"corrupt.jpg": "cannot decode image", "latin1.txt": "is not UTF-8 text"}
 JOB = {"model_name": str(V2_TINY), "batch_size": 64, "show_progress": False}
+BAD = {"corrupt.jpg": "cannot decode image", "latin1.txt": "not UTF-8 text"}
 
 
 @pytest.fixture(scope="module")
@@ -39,214 +46,231 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """Small random-colour PNGs and JPEGs and texts in nested folders, two bad files, one PDF."""
-    root = tmp_path_factory.mktemp("archive")
+def make_folder(root: Path, *, bad: bool = True) -> Path:
+    """A long text (several chunks), a PDF (texts and an image), an HTML page, a markdown note, small photos in
+    nested folders, what the walk leaves out (hidden, VCS, node_modules, unsupported) and, with ``bad``, two bad
+    files."""
+    docs = root / "docs"
     rng = np.random.default_rng(0)
-    for i in range(IMAGES):
+    for i in range(8):
+        path = docs / f"photos/{i % 3}/img{i}.{'png' if i % 2 else 'jpg'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         side = int(rng.integers(16, 65))
-        pixels = np.clip(rng.integers(0, 256, 3) + rng.integers(-20, 21, (side, side, 3)), 0, 255).astype(np.uint8)
-        path = root / f"photos/{i % 7}/img{i}.{'png' if i % 2 else 'jpg'}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
-    for i in range(TEXTS):
-        path = root / f"notes/{i % 3}/note{i}.{'md' if i % 4 else 'txt'}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"note {i}: " + " ".join(f"word{j}" for j in rng.integers(0, 500, int(rng.integers(3, 60)))))
-    (root / "corrupt.jpg").write_bytes(b"not a jpeg")
-    (root / "latin1.txt").write_bytes("café".encode("latin-1"))
-    (root / "scan.pdf").write_bytes(b"%PDF-1.4")
-    return root
+        Image.fromarray(np.clip(rng.integers(0, 256, 3) + rng.integers(-20, 21, (side, side, 3)), 0, 255).astype(np.uint8)).save(path)  # fmt: skip
+    (docs / "long.txt").write_text(long_text(2500), encoding="utf-8")
+    (docs / "bridges.pdf").write_bytes(three_page_pdf())
+    (docs / "page.html").write_text(HTML, encoding="utf-8")
+    (docs / "notes").mkdir()
+    (docs / "notes" / "a.md").write_text("# Notes\n\nBridges need inspections.\n", encoding="utf-8")
+    (docs / ".git" / "objects").mkdir(parents=True)
+    (docs / ".git" / "objects" / "x.txt").write_text("git internals", encoding="utf-8")
+    (docs / "node_modules").mkdir()
+    (docs / "node_modules" / "readme.md").write_text("a dependency", encoding="utf-8")
+    (docs / ".secret.md").write_text("a hidden note", encoding="utf-8")
+    (docs / "data.bin").write_bytes(b"\0\1")
+    if bad:
+        add_bad_files(docs)
+    return docs
 
 
-def points(client: QdrantClient, collection: str) -> dict[str, tuple[dict, dict]]:
-    """Every point of a collection: id -> (named vectors, payload)."""
-    found, offset = {}, None
-    while True:
-        page, offset = client.scroll(collection, limit=256, offset=offset, with_payload=True, with_vectors=True)
-        found.update({str(p.id): (p.vector, p.payload) for p in page})
-        if offset is None:
-            return found
+def add_bad_files(docs: Path) -> None:
+    """A corrupt image and a text that is not UTF-8 (see BAD)."""
+    (docs / "corrupt.jpg").write_bytes(b"not a jpeg")
+    (docs / "latin1.txt").write_bytes("café".encode("latin-1"))
 
 
-@pytest.fixture(scope="module")
-def single(folder, engine) -> dict[str, tuple[dict, dict]]:
-    """The points that the single-process path stores from the same folder."""
-    client = QdrantClient(":memory:")
-    report = QdrantVectorizer(client, "photos", engine=engine, on_error="skip", show_progress=False).add_files([folder])
-    assert (report.added, len(report.failed), len(report.ignored)) == (GOOD, 2, 1)
-    return points(client, "photos")
+def synced(engine, docs: Path, store: Path) -> IngestReport:
+    """What the single-process path reports for ``docs`` into the embedded store ``store``."""
+    with QdrantVectorizer(store, engine=engine, on_error="skip", show_progress=False) as vectorizer:
+        return vectorizer.sync([docs])
 
 
-def check_bad_files(failures: list[dict], folder: Path) -> None:
-    """The two bad files, each with its reason, as ``{"path", "reason"}`` report lines."""
-    assert sorted(f["path"] for f in failures) == sorted(str(folder / name) for name in BAD)
-    for failure in failures:
-        assert BAD[Path(failure["path"]).name] in failure["reason"]
+def same_report(found: IngestReport, expected: IngestReport) -> None:
+    """The same counts, failed sources and ignored files; the job lends no vectors, so it embeds all it adds."""
+    fields = ("added", "existing", "removed", "chunks", "files", "ignored")
+    assert {f: getattr(found, f) for f in fields} == {f: getattr(expected, f) for f in fields}
+    assert sorted(f.source for f in found.failed) == sorted(f.source for f in expected.failed)
+    assert found.reused == 0
 
 
-def test_encode_pixels_embeds_cropped_images_as_encode_image_does(engine, folder):
-    images = sorted((folder / "photos").rglob("*.*"))[:5]
+def test_encode_pixels_embeds_cropped_images_as_encode_image_does(engine, tmp_path):
+    images = sorted((make_folder(tmp_path, bad=False) / "photos").rglob("*.*"))[:5]
     crops = np.stack([engine.preprocessor.crop(path.read_bytes(), i, None) for i, path in enumerate(images)])
     np.testing.assert_allclose(engine.encode_pixels(crops, batch_size=2), engine.encode_image(images), atol=1e-6)
     short = engine.encode_pixels(crops, truncate_dim=16)
     np.testing.assert_allclose(short, engine.encode_image(images, truncate_dim=16), atol=1e-6)
     with pytest.raises(ValueError, match="crops must be uint8 of shape"):
         engine.encode_pixels(crops[:, :, :8])
-    with pytest.raises(ValueError, match="crops must be uint8 of shape"):
-        engine.encode_pixels(crops.astype(np.float32))
 
 
-def test_globs_and_uris_are_listed_and_read_as_the_single_process_path_reads_files(folder):
-    listing = ray_job._list([str(folder / "*")])  # a local glob: what it matches, folders searched
-    assert len(listing.sources) == GOOD + 2 and listing.ignored == [str(folder / "scan.pdf")]
-    assert listing.filesystem is None and listing.paths == [os.path.abspath(s) for s in listing.sources]
-    pngs = sorted(folder.glob("photos/*/img1*.png"))
-    listing = ray_job._list([f"file://{folder}/photos/*/img1*.png", f"file://{folder}/notes/", f"file://{folder}"])
-    assert listing.sources[: len(pngs)] == [f"file://{p}" for p in sorted(pngs, key=str)]  # each file once
-    assert len(listing.sources) == GOOD + 2 and listing.ignored == [f"file://{folder}/scan.pdf"]
-    for missing in (f"file://{folder}/nothing", f"file://{folder}/*.gif", str(folder / "*.gif")):
-        with pytest.raises(InputError, match="does not exist|matches no file"):
-            ray_job._list([missing])
+def test_uris_are_listed_by_the_walks_rules(tmp_path):
+    docs = make_folder(tmp_path)
 
+    def same(uri_options: dict, *paths: str) -> None:
+        local, uris = list_files([docs / p for p in paths], **uri_options), list_files([f"file://{docs}/{p}" for p in paths], **uri_options)  # fmt: skip
+        assert sorted(f.source for f in uris.files) == sorted(f"file://{f.source}" for f in local.files)
+        assert {(f.source.removeprefix("file://"), f.size, f.mtime_ns) for f in uris.files} == {(f.source, f.size, f.mtime_ns) for f in local.files}  # fmt: skip
+        assert sorted((s.path, s.reason) for s in uris.skipped) == sorted((f"file://{s.path}", s.reason) for s in local.skipped)  # fmt: skip
+
+    same({}, "photos/**/*.png", "long.txt", "notes")
+    (docs / "photos" / "2" / "__pycache__").mkdir()  # a glob of the walk reaches into it (not a URI's)
+    (docs / "photos" / "2" / "__pycache__" / "x.png").write_bytes(b"")
+    same({}, "")
+    assert {s.reason for s in list_files([f"file://{docs}"]).skipped} == {"vcs", "node_modules", "hidden", "unsupported", "cache"}  # fmt: skip
+    same({"exclude": ["photos/1/", "*.pdf"]}, "")
+    same({"include": ["*.md", "photos/0"]}, "")
+
+    listing = list_files([f"file://{docs}/photos/**/*.png", f"file://{docs}/notes", f"file://{docs}/long.txt"])
+    assert [listing.covers(f"file://{docs}/{p}") for p in ("photos/0/new.png", "photos/0/new.jpg", "notes/b.md", "long.txt", "other.txt")] == [True, False, True, True, False]  # fmt: skip
+    assert listing.filesystem.type_name == "local" and listing.files[0].path == str(docs / "photos/0/img3.png")
+    for missing, message in ((f"file://{docs}/nothing", "does not exist"), (f"file://{docs}/*.gif", "matches no file"),
+                             (f"file://{docs}/data.bin", "not a supported file type")):  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            list_files([missing])
     with pytest.raises(ValueError, match="either local paths or URIs, not both: 'notes' is local"):
-        ray_job._list([f"file://{folder}/photos", "notes"])
-
-    sources = [f"file://{pngs[0]}", f"file://{folder}/latin1.txt", f"file://{folder}/gone.jpg"]
-    paths = [str(pngs[0]), str(folder / "latin1.txt"), str(folder / "gone.jpg")]
-    rows = ray_job._read(pa.table({"source": sources, "path": paths}), listing.filesystem).to_pylist()
-    item = file_item(pngs[0], 0)
-    assert (rows[0]["id"], rows[0]["status"], rows[0]["data"]) == (item.id, "new", item.content)
-    assert json.loads(rows[0]["payload"]) == {"modality": "image", "source": sources[0]}
-    assert [row["status"] for row in rows[1:]] == ["failed", "failed"]
-    assert "is not UTF-8 text" in rows[1]["reason"] and "cannot read" in rows[2]["reason"]
+        list_files([f"file://{docs}/photos", "notes"])
 
 
-@pytest.mark.parametrize("kind", ["embedded", "client"])
-def test_a_local_store_lists_every_id_for_the_workers_to_skip(engine, tmp_path, kind):
-    store = tmp_path / "store" if kind == "embedded" else QdrantClient(":memory:")
-    texts = [f"text {i}" for i in range(1100)]  # more than one page of IDs
-    with QdrantVectorizer(store, engine=engine, batch_size=512, show_progress=False) as vectorizer:
-        vectorizer.add_texts(texts)
-        ids = [item.id for item in text_items(texts)]
-        assert sorted(vectorizer._store.ids()) == sorted(ids)
-        known = ray_job._id_array(vectorizer._store.ids())
-    absent = [item.id for item in text_items(["not stored", "nor this"])]
-    assert ray_job._contains(known, [ids[5], absent[0], ids[-1], absent[1]]).tolist() == [True, False, True, False]
-    assert not ray_job._contains(ray_job._id_array([]), ids[:2]).any()
-
-
-def test_the_stages_into_a_qdrant_server_as_workers_run_them(folder, single, monkeypatch):
-    """The job's stages for a Qdrant URL, run here on one batch with an in-memory client standing
-    in for the server (no Qdrant server runs on this machine): the workers' existence checks and
-    insert-only upserts give the single-process points, and a second pass writes nothing."""
+def test_the_stages_into_a_qdrant_server_as_workers_run_them(tmp_path, engine, monkeypatch):
+    """The read, decode, embed and write stages for a Qdrant URL, run here on one batch with an in-memory client
+    standing in for the server (no Qdrant server runs here): the workers' pickled sink writes the single-process
+    points, and a second pass, given what is stored, finds every stored file unchanged. A URI's file is read through
+    its pyarrow filesystem into the same chunks."""
+    docs = make_folder(tmp_path)
+    expected = QdrantClient(":memory:")
+    QdrantVectorizer(expected, "docs", engine=engine, on_error="skip", show_progress=False).sync([docs])
     client = QdrantClient(":memory:")
-    monkeypatch.setattr(ray_job, "_client", lambda url, api_key: client)
-    spec = ray_job._model_spec(str(V2_TINY))
-    driver = ray_job._QdrantServerSink(QdrantVectorizer(client, "photos", engine=spec), client, "http://qdrant:6333", "k")  # fmt: skip
+    monkeypatch.setattr(sinks, "_connect", lambda url, api_key: client)
+    spec = JinaCLIPEngine.from_pretrained(V2_TINY, weights=False)
+    driver = sinks.QdrantServerSink(client, "http://qdrant:6333", "k", "docs")
+    driver.open(spec, None, None)
     sink = pickle.loads(pickle.dumps(driver))  # as the workers get it: without the driver's client
-    assert (sink.vectorizer, sink.client, sink.url, sink.api_key, sink.short_dim) == (None, None, "http://qdrant:6333", "k", 8)  # fmt: skip
-    embedder = ray_job._Embedder(str(V2_TINY), "cpu", None)
-    listing = ray_job._list([folder])
-    batch = pa.table({"source": listing.sources, "path": listing.paths})
+    assert (sink.store, sink.client, sink.url, sink.api_key, sink.layout) == (None, None, "http://qdrant:6333", "k", driver.layout)  # fmt: skip
+    options = fit_chunking(ChunkOptions(), spec.max_positions)
+    embedder = Embedder(str(V2_TINY), "cpu", None, options.max_tokens + 2)
+    files = list_files([docs]).files
 
-    def stages() -> list[str]:
-        table = ray_job._skip_stored(ray_job._read(batch, None), None, sink)
-        table = embedder(ray_job._preprocess(table, spec.preprocessor, spec.max_image_pixels))
-        return sorted(sink.write(table).column("status").to_pylist())
+    def stages(stored: dict[str, list[str]]) -> list[str]:
+        rows = [{"source": f.source, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "position": i,
+                 "stored": stored.get(f.source)} for i, f in enumerate(files)]  # fmt: skip
+        table = read_files(pa.Table.from_pylist(rows), filesystem=None, spec=spec, options=options, removes=True)
+        table = embedder(preprocess_images(table, preprocessor=spec.preprocessor, max_pixels=spec.max_image_pixels))
+        return sorted(f"{kind} {status}" for kind, status in zip(*sink.write(table).select(["kind", "status"]).to_pydict().values(), strict=True))  # fmt: skip
 
-    assert stages() == ["failed"] * 2 + ["written"] * GOOD
-    stored = points(client, "photos")
-    assert stored.keys() == single.keys()
-    for id, (vectors, payload) in stored.items():
-        assert payload == single[id][1]
-        np.testing.assert_allclose(vectors["full"], single[id][0]["full"], atol=1e-5)
-        np.testing.assert_allclose(vectors["short"], single[id][0]["short"], atol=1e-5)
-    assert stages() == ["existing"] * GOOD + ["failed"] * 2 and driver.finish() == GOOD
+    found = stages({})
+    assert found.count("file read") == len(files) - 1 and found.count("point failed") == 1  # latin1.txt; corrupt.jpg
+    stored = {s.source: [] for s in files}
+    for point_id, payload in driver.scroll(["source"]):
+        stored[payload["source"]].append(point_id)
+    assert_same_store(server_points(client), server_points(expected))
+    again = stages({source: ids for source, ids in stored.items() if ids})  # only the bad files come again
+    assert again == sorted(["file failed", "file read", "point failed"] + ["file unchanged"] * (len(files) - 2))
 
-
-def test_into_a_local_store_as_the_single_process_path_and_a_rerun_writes_nothing(cluster, folder, single, tmp_path):
-    client = QdrantClient(path=str(tmp_path / "local"))  # qdrant-client's local mode: written by the driver
-    report = tmp_path / "bad.jsonl"
-    result = index_with_ray([folder], store=client, collection_name="photos", report=report, **JOB)
-    counts = (result.read, result.embedded, result.written, result.existing, result.skipped, result.ignored)
-    assert counts == (GOOD + 2, GOOD, GOOD, 0, 2, 1) and result.adds_up() and result.stored == GOOD
-    check_bad_files([json.loads(f.to_json()) for f in result.failed], folder)
-    check_bad_files([json.loads(line) for line in report.read_text().splitlines()], folder)
-    stored = points(client, "photos")
-    assert stored.keys() == single.keys()
-    for id, (vectors, payload) in stored.items():
-        assert payload == single[id][1]
-        assert vectors.keys() == single[id][0].keys() == {"full", "short"}
-        for name, vector in vectors.items():
-            np.testing.assert_allclose(vector, single[id][0][name], atol=1e-5)
-
-    again = index_with_ray([folder], store=client, collection_name="photos", report=report, **JOB)
-    counts = (again.read, again.embedded, again.written, again.existing, again.skipped)
-    assert counts == (GOOD + 2, 0, 0, GOOD, 2) and again.stored == GOOD and again.adds_up()
-    assert len(points(client, "photos")) == GOOD
+    [uri] = (listing := list_files([f"file://{docs}/long.txt"])).files
+    row = {"source": uri.source, "path": uri.path, "size": uri.size, "mtime_ns": uri.mtime_ns, "position": 0, "stored": None}  # fmt: skip
+    table = read_files(pa.Table.from_pylist([row]), filesystem=listing.filesystem, spec=spec, options=options, removes=True)  # fmt: skip
+    chunks = [json.loads(payload) for payload in table.column("payload").to_pylist()[1:]]
+    assert {payload["source"] for payload in chunks} == {f"file://{docs}/long.txt"}
+    local = sorted((p["chunk"], p["text"]) for p, _ in server_points(expected).values() if p["source"] == str(docs / "long.txt"))  # fmt: skip
+    assert [(p["chunk"], p["text"]) for p in chunks] == local and len(local) > 3
 
 
-def test_into_parquet_as_the_single_process_path_through_a_crashed_actor(cluster, folder, single, tmp_path, monkeypatch):  # fmt: skip
+def server_points(client: QdrantClient) -> dict[str, tuple[dict, np.ndarray]]:
+    records, _ = client.scroll("docs", limit=10_000, with_payload=True, with_vectors=True)
+    return {str(r.id): (r.payload, np.asarray(r.vector["full"], dtype=np.float32)) for r in records}
+
+
+def test_the_store_equals_syncs_and_follows_the_folder(cluster, tmp_path, engine, monkeypatch):
+    docs = make_folder(tmp_path, bad=False)
+    store, single = tmp_path / "store", tmp_path / "single"
+    report = index_with_ray([docs], store=store, **JOB)
+    expected = synced(engine, docs, single)
+    assert isinstance(report, RayIndexResult) and report.stored == report.added == expected.added > 20
+    same_report(report, expected)
+    assert_same_store(points(store / "jina-clip"), points(single / "jina-clip"))
+
+    again = index_with_ray([docs], store=store, **JOB)  # no file is read again
+    assert (again.added, again.existing, again.removed, again.stored) == (0, 0, 0, report.stored)
+    assert +again.files == {"unchanged": sum(report.files.values())}
+
+    # the folder changes; another driver joins this Ray by its address, as `--ray-address auto` on a cluster node
+    (docs / "page.html").unlink()
+    (docs / "photos/0/img0.jpg").rename(docs / "photos/0/moved.jpg")
+    (docs / "long.txt").write_text(long_text(2000), encoding="utf-8")
+    (docs / "notes" / "b.md").write_text("# More\n\nArches spread the load.\n", encoding="utf-8")
+    add_bad_files(docs)
+    for var in (*cli.ENV.values(), "JINACLIP_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    command = [sys.executable, "-m", "jinaclip_integrations.cli", "index", str(docs), "--store", str(store), "--model",
+               str(V2_TINY), "-q", "--ray", "--ray-address", cluster, "--report", str(tmp_path / "bad.jsonl")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    expected = synced(engine, docs, single)  # the single-process store follows the same edits
+    assert expected.files["changed"] == 1 and expected.files["removed"] == 2
+    assert done.returncode == 1, done.stderr  # the bad files
+    summary = cli._summary(dataclasses.replace(expected, reused=0), str(store / "jina-clip"), len(points(single / "jina-clip")))  # fmt: skip
+    assert done.stdout.strip() == summary
+    for name, reason in BAD.items():
+        assert f"failed: {docs / name}: " in done.stderr and reason in done.stderr
+    assert sorted(json.loads(line)["path"] for line in (tmp_path / "bad.jsonl").read_text().splitlines()) == sorted(str(docs / name) for name in BAD)  # fmt: skip
+    fresh = tmp_path / "fresh"
+    synced(engine, docs, fresh)
+    assert_same_store(points(store / "jina-clip"), points(fresh / "jina-clip"))
+
+
+def test_into_parquet_through_a_crashed_actor_and_a_rerun_reads_nothing(cluster, tmp_path, engine, monkeypatch):
+    docs = make_folder(tmp_path, bad=False)
     crashed = tmp_path / "crashed"
 
-    class CrashOnce(ray_job._Embedder):  # defined here, so Ray ships it by value
+    class CrashOnce(Embedder):  # defined here, so Ray ships it by value
         def __call__(self, table):
             if not crashed.exists():
                 crashed.touch()
                 os._exit(1)  # the actor's process dies in the middle of its first batch
             return super().__call__(table)
 
-    monkeypatch.setattr(ray_job, "_Embedder", CrashOnce)
+    monkeypatch.setattr(job, "Embedder", CrashOnce)
     out = tmp_path / "vectors"
-    result = index_with_ray([folder], parquet=out, **JOB)
+    report = index_with_ray([docs], parquet=out, **JOB)
     assert crashed.exists()  # so Ray restarted the actor and gave it the batch again
-    counts = (result.read, result.embedded, result.written, result.existing, result.skipped, result.stored)
-    assert counts == (GOOD + 2, GOOD, GOOD, 0, 2, None) and result.adds_up()
+    expected = synced(engine, docs, tmp_path / "single")
+    same_report(report, expected)
     table = pq.read_table(out)
-    assert table.column_names == ["id", "modality", "source", "text", "vector", "short"]
+    assert table.column_names == sinks.PARQUET_COLUMNS and report.stored == table.num_rows == expected.added
     assert json.loads(table.schema.metadata[b"jinaclip"])["jinaclip_model"] == "jina-clip-v2-tiny"
+    single = points(tmp_path / "single" / "jina-clip")
     rows = {row["id"]: row for row in table.to_pylist()}
-    assert len(rows) == table.num_rows == GOOD and rows.keys() == single.keys()  # one row per item
-    for id, row in rows.items():
-        vectors, payload = single[id]
+    assert rows.keys() == single.keys()  # one row per point
+    for point_id, row in rows.items():
+        payload, vector = single[point_id]
+        assert json.loads(row["payload"]) == payload
         assert (row["modality"], row["source"], row["text"]) == (payload["modality"], payload["source"], payload.get("text"))  # fmt: skip
-        np.testing.assert_allclose(row["vector"], vectors["full"], atol=1e-5)
-        np.testing.assert_allclose(row["short"], vectors["short"], atol=1e-5)
+        np.testing.assert_allclose(row["vector"], vector, atol=1e-5)
+        np.testing.assert_allclose(row["short"], named_vectors(vector[None], 8)["short"][0], atol=1e-5)
 
-    again = index_with_ray([folder], parquet=out, **JOB)  # the IDs in the folder's files are skipped
-    assert (again.embedded, again.existing, again.skipped) == (0, GOOD, 2) and pq.read_table(out).num_rows == GOOD
+    parts = sorted(out.iterdir())
+    again = index_with_ray([docs], parquet=out, **JOB)  # the files' size and time are in the payloads: none is read
+    assert (again.added, again.files["unchanged"], again.stored) == (0, sum(report.files.values()), table.num_rows)
+    assert sorted(out.iterdir()) == parts
 
 
-def test_a_collection_or_folder_of_another_model_is_refused(cluster, folder, engine, tmp_path):
+def test_a_target_of_another_layout_and_bad_arguments_are_refused(tmp_path, engine, capsys):
+    docs = make_folder(tmp_path, bad=False)
     other = shutil.copytree(V2_TINY, tmp_path / "other-model")  # the same model under another name
     QdrantVectorizer(tmp_path / "store", engine=engine).close()
     with pytest.raises(StoreError, match="another layout"):
-        index_with_ray([folder], store=tmp_path / "store", **{**JOB, "model_name": str(other)})
+        index_with_ray([docs], store=tmp_path / "store", **{**JOB, "model_name": str(other)})
     out = tmp_path / "vectors"
     out.mkdir()
     pq.write_table(pa.table({"id": ["a row of someone else's"]}), out / "part-0.parquet")
     with pytest.raises(StoreError, match="not made by jinaclip"):
-        index_with_ray([folder], parquet=out, **JOB)
-
-
-def test_cli_index_ray_joins_a_cluster_prints_the_counts_and_exits_1_on_bad_files(cluster, folder, tmp_path, capsys, monkeypatch):  # fmt: skip
-    for var in (*cli.ENV.values(), "JINACLIP_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("JINACLIP_MODEL", str(V2_TINY))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    store, report = tmp_path / "store", tmp_path / "bad.jsonl"
-    command = [sys.executable, "-m", "jinaclip_integrations.cli", "index", str(folder), "--store", str(store), "-q"]
-    # another driver joins the running Ray instance by its address, as `--ray-address auto` on a cluster node
-    done = subprocess.run([*command, "--ray", "--ray-address", cluster, "--report", str(report)],
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    assert (f"indexed into {store / 'jina-clip'} with Ray: {GOOD + 2} read, {GOOD} embedded, {GOOD} written, "
-            f"0 already stored, 2 failed, 1 other files ignored; {GOOD} points in all") in done.stdout  # fmt: skip
-    assert f"failed: {folder / 'corrupt.jpg'}: cannot decode image" in done.stderr
-    check_bad_files([json.loads(line) for line in report.read_text().splitlines()], folder)
-    # a Ray option without --ray is refused rather than silently ignored
-    assert cli.main(["index", str(folder), "--store", str(store), "--parquet", str(tmp_path / "pq")]) == 1
+        index_with_ray([docs], parquet=out, **JOB)
+    with pytest.raises(ValueError, match="exactly one target"):
+        index_with_ray([docs], store=tmp_path / "store", parquet=out, **JOB)
+    with pytest.raises(ValueError, match="preset and short_dim describe Qdrant collections"):
+        index_with_ray([docs], parquet=tmp_path / "new", preset="int8", **JOB)
+    with pytest.raises(InputError, match="does not exist"):
+        index_with_ray([tmp_path / "missing"], store=tmp_path / "created", **JOB)
+    assert not (tmp_path / "created").exists()
+    assert cli.main(["index", str(docs), "--store", str(tmp_path / "store"), "--parquet", str(out)]) == 1
     assert "--parquet only apply to a Ray job: add --ray" in capsys.readouterr().err

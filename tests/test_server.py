@@ -187,10 +187,14 @@ def test_usage_counts_text_tokens_and_image_patches(http, engine, images):
     assert body["usage"] == {"prompt_tokens": tokens + patches, "total_tokens": tokens + patches}
 
 
-def test_long_texts_are_truncated_by_the_engine(http, engine):
+def test_long_texts_are_truncated_by_the_engine_and_marked(http, engine):
     text = "cat " * 2000  # far more tokens than max_length
-    np.testing.assert_allclose(vectors(http.post("/v1/embeddings", json={"input": [text]}))[0],
-                               engine.encode_text([text])[0], atol=ATOL)  # fmt: skip
+    body = http.post(
+        "/v1/embeddings", json={"input": ["short", text, {"text": text}], "task": "retrieval.query"}
+    ).json()
+    np.testing.assert_allclose(body["data"][1]["embedding"], engine.encode_text([text], task="retrieval.query")[0], atol=ATOL)  # fmt: skip
+    assert [item.get("truncated", False) for item in body["data"]] == [False, True, True]
+    assert body["usage"]["prompt_tokens"] == sum(map(len, engine.tokenize(["short", text, text], task="retrieval.query").ids))  # fmt: skip
 
 
 # -- auth -----------------------------------------------------------------------------------------

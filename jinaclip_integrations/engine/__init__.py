@@ -3,6 +3,6 @@
 Importing this package imports torch; ``jinaclip_integrations`` itself does not.
 """
 
-from .engine import JinaCLIPEngine, shared_engine
+from .engine import JinaCLIPEngine, LazyEngine, shared_engine
 
-__all__ = ["JinaCLIPEngine", "shared_engine"]
+__all__ = ["JinaCLIPEngine", "LazyEngine", "shared_engine"]

@@ -14,7 +14,7 @@ biases (:class:`JinaBertConfig`) or XLM-RoBERTa with rotary positions (:class:`T
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -109,6 +109,10 @@ class TextConfig(_TextTowerConfig):
     def lora_scaling(self) -> float:
         return self.lora_alpha / self.lora_rank
 
+    def __reduce__(self) -> tuple:  # picklable (to Ray workers): the read-only mapping as a dict
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        return _text_config, (dict(state, task_instructions=dict(self.task_instructions)),)
+
     @property
     def active_adapter(self) -> int | None:
         """Index of the LoRA adapter that is always applied (the reference applies
@@ -116,6 +120,10 @@ class TextConfig(_TextTowerConfig):
         if self.default_lora_task is None:
             return None
         return self.lora_adaptations.index(self.default_lora_task)
+
+
+def _text_config(state: dict[str, Any]) -> TextConfig:
+    return TextConfig(**dict(state, task_instructions=MappingProxyType(state["task_instructions"])))
 
 
 @dataclass(frozen=True)

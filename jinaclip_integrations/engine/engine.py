@@ -10,7 +10,7 @@ import logging
 import operator
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ from .batching import length_sorted_batches, prepared_batches, split_on_oom
 from .config import JinaCLIPConfig
 from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
 from .model import JinaCLIPModel
-from .tokenizer import TextTokenizer
+from .tokenizer import TextTokenizer, Tokenized
 from .weights import load_config, load_model, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 512
 DEFAULT_MAX_BATCH_TOKENS = 16384
+#: the task of search queries, where a model has one
+QUERY_TASK = "retrieval.query"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -96,9 +98,10 @@ class JinaCLIPEngine:
 
     def __init__(
         self,
-        model: JinaCLIPModel,
+        model: JinaCLIPModel | None,
         tokenizer: TextTokenizer,
         *,
+        config: JinaCLIPConfig | None = None,
         name_or_path: str = "",
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -106,15 +109,14 @@ class JinaCLIPEngine:
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         show_progress: bool | None = None,
     ) -> None:
+        if model is None and config is None:
+            raise ValueError("an engine without a model needs its config")
         self.model = model
-        self.config: JinaCLIPConfig = model.cfg
+        self.config: JinaCLIPConfig = model.cfg if model is not None else config
         self.tokenizer = tokenizer
         self.preprocessor = ImagePreprocessor(self.config.preprocess)
         self.name_or_path = name_or_path
-        limit = self.config.text.max_position_embeddings
-        if not 2 <= _positive_int(max_length, "max_length") <= limit:
-            raise ValueError(f"max_length must be between 2 and {limit} for this model, got {max_length}")
-        self.max_length = max_length
+        self.max_length = self._check_max_length(max_length)
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.max_batch_tokens = _positive_int(max_batch_tokens, "max_batch_tokens")
         self.max_image_pixels = (
@@ -136,6 +138,7 @@ class JinaCLIPEngine:
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         show_progress: bool | None = None,
+        weights: bool = True,
     ) -> JinaCLIPEngine:
         """Load a published jina-clip checkpoint as it is (no remote code).
 
@@ -153,17 +156,24 @@ class JinaCLIPEngine:
             max_batch_tokens: most padded tokens in one text batch (bounds memory on long texts).
             max_image_pixels: images with more pixels are refused before decoding (None: no limit).
             show_progress: progress bars for loading and embedding (default: on a terminal).
+            weights: False reads only the config and tokenizer (nothing is downloaded but them)
+                and builds no model: an engine that tokenizes, counts tokens and preprocesses
+                images, and knows its sizes and tasks, but cannot embed (its device is ``meta``).
         """
-        folder = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
+        folder = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, weights=weights)
         config = load_config(folder, cache_dir=cache_dir)
-        device_ = resolve_device(device)
-        dtype_ = resolve_dtype(dtype, device_)
-        model = load_model(folder, config, device_, dtype_, show_progress=show_progress)
+        if weights:
+            device_ = resolve_device(device)
+            dtype_ = resolve_dtype(dtype, device_)
+            model = load_model(folder, config, device_, dtype_, show_progress=show_progress)
+            logger.info("loaded %s on %s (%s)", name_or_path, device_, dtype_)
+        else:
+            model = None
         tokenizer = TextTokenizer.from_folder(folder, config.text.pad_token_id)
-        logger.info("loaded %s on %s (%s)", name_or_path, device_, dtype_)
         return cls(
             model,
             tokenizer,
+            config=config,
             name_or_path=str(name_or_path),
             max_length=max_length,
             batch_size=batch_size,
@@ -191,16 +201,30 @@ class JinaCLIPEngine:
         return self.config.tasks
 
     @property
+    def max_positions(self) -> int:
+        """The most tokens the text tower reads, special tokens included: the highest
+        ``max_length`` (8194 for jina-clip-v2, 8192 for jina-clip-v1)."""
+        return self.config.text.max_position_embeddings
+
+    @property
+    def query_task(self) -> str | None:
+        """The task for search queries: ``"retrieval.query"`` where the model has it (v2),
+        else None (v1 embeds queries and documents alike)."""
+        return QUERY_TASK if QUERY_TASK in self.tasks else None
+
+    @property
     def device(self) -> torch.device:
-        return self.model.logit_scale.device
+        """Where the model runs (``meta`` for an engine loaded with ``weights=False``)."""
+        return torch.device("meta") if self.model is None else self.model.logit_scale.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.logit_scale.dtype
+        return torch.float32 if self.model is None else self.model.logit_scale.dtype
 
     @property
     def logit_scale(self) -> float:
         """The raw CLIP temperature parameter: logits = ``exp(logit_scale) * cosine``."""
+        self._check_weights()
         return float(self.model.logit_scale)
 
     # -- encoding --------------------------------------------------------------------------
@@ -214,6 +238,8 @@ class JinaCLIPEngine:
         normalize: bool = True,
         batch_size: int | None = None,
         show_progress: bool | None = None,
+        max_length: int | None = None,
+        on_truncated: Callable[[list[int]], None] | None = None,
     ) -> np.ndarray:
         """Embed texts: a float32 array of shape ``(len(texts), d)``, rows in input order.
 
@@ -226,6 +252,11 @@ class JinaCLIPEngine:
             normalize: L2-normalize the embeddings.
             batch_size: texts per forward pass (default: the engine's ``batch_size``).
             show_progress: draw a progress bar (default: when stderr is a terminal).
+            max_length: tokens read per text, special tokens and task instruction included
+                (default: the engine's ``max_length``; at most the model's positions).
+            on_truncated: called with the positions of the texts longer than ``max_length``,
+                which keep their first tokens (as in the reference). Without it, such texts are
+                named in a logged warning: a text is never cut silently.
 
         Raises:
             InputError: an item is not a string (its index is in ``.index``).
@@ -233,6 +264,7 @@ class JinaCLIPEngine:
             torch.OutOfMemoryError: a single text does not fit in the accelerator's memory (a
                 batch that does not fit is halved and retried, see :func:`.batching.split_on_oom`).
         """
+        self._check_weights()
         texts = self._check_texts(texts)
         prefix = self._instruction(task)
         dim = self._output_dim(truncate_dim)
@@ -240,7 +272,10 @@ class JinaCLIPEngine:
         out = np.empty((len(texts), dim), dtype=np.float32)
         if not texts:
             return out
-        ids = self.tokenizer.encode([prefix + t for t in texts], self.max_length)
+        tokenized = self._tokenize(texts, prefix, max_length)
+        ids = tokenized.ids
+        if tokenized.truncated:
+            (on_truncated or self._warn_truncated)(tokenized.truncated)
         batches = length_sorted_batches([len(x) for x in ids], size, self.max_batch_tokens)
         shown = self.show_progress if show_progress is None else show_progress
         with progress_bar(len(texts), "Embedding texts", shown, unit="text") as bar, torch.inference_mode():
@@ -249,6 +284,38 @@ class JinaCLIPEngine:
                     out[part] = self._finish(features, dim, normalize)
                 bar.update(len(batch))
         return out
+
+    def tokenize(self, texts: Sequence[str], *, task: str | None = None, max_length: int | None = None) -> Tokenized:
+        """The token ids the text tower reads for each text (task instruction and special tokens
+        included, cut to ``max_length``: default the engine's) and which texts were cut.
+
+        For callers that count tokens (usage figures) or report truncation before embedding.
+
+        Raises:
+            InputError: an item is not a string; ValueError: unknown task or bad ``max_length``.
+        """
+        return self._tokenize(self._check_texts(texts), self._instruction(task), max_length)
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """The character span of every token of each text (no special tokens, no instruction,
+        nothing cut): what a chunker needs to split long texts on token counts."""
+        return self.tokenizer.offsets(self._check_texts(texts))
+
+    def _tokenize(self, texts: list[str], prefix: str, max_length: int | None) -> Tokenized:
+        limit = self.max_length if max_length is None else self._check_max_length(max_length)
+        ids, cut = self.tokenizer.encode_reporting([prefix + t for t in texts], limit)
+        return Tokenized(ids, cut, limit)
+
+    def _check_max_length(self, max_length: Any) -> int:
+        limit = self.max_positions
+        if not 2 <= _positive_int(max_length, "max_length") <= limit:
+            raise ValueError(f"max_length must be between 2 and {limit} for this model, got {max_length}")
+        return max_length
+
+    def _warn_truncated(self, positions: list[int]) -> None:
+        shown = ", ".join(map(str, positions[:10])) + (", ..." if len(positions) > 10 else "")
+        logger.warning("%d text(s) longer than max_length were cut to their first tokens (positions %s); "
+                       "raise max_length or split them", len(positions), shown)  # fmt: skip
 
     def encode_image(
         self,
@@ -277,6 +344,7 @@ class JinaCLIPEngine:
             raise TypeError(
                 "images must be a list of images (or an N x H x W x C array); wrap a single image in a list"
             )
+        self._check_weights()
         items = list(images)
         dim = self._output_dim(truncate_dim)
         size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
@@ -313,6 +381,7 @@ class JinaCLIPEngine:
                 ``batch_size``.
             torch.OutOfMemoryError: a single image does not fit in the accelerator's memory.
         """
+        self._check_weights()
         crops = torch.as_tensor(crops)
         size = self.preprocessor.size
         if crops.dtype != torch.uint8 or crops.ndim != 4 or tuple(crops.shape[1:]) != (size, size, 3):
@@ -365,6 +434,11 @@ class JinaCLIPEngine:
                     i, f"not valid Unicode text: {exc.reason} at position {exc.start}", kind="text"
                 ) from None
         return texts
+
+    def _check_weights(self) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{self._model_name()} was loaded with weights=False: it tokenizes and preprocesses, "
+                               "but cannot embed")  # fmt: skip
 
     def _model_name(self) -> str:
         return self.name_or_path or "this model"
@@ -448,3 +522,82 @@ def shared_engine(
             )
             _SHARED[key] = engine
     return engine
+
+
+class LazyEngine:
+    """A model to embed with whose weights load on first use.
+
+    Its sizes, tasks and tokenizer come from the checkpoint's config and tokenizer files alone
+    (``from_pretrained(..., weights=False)``), so a vector store can be laid out and checked,
+    files chunked, and an index with nothing new to embed finished, before (or without) loading
+    the weights. The loaded engine is :func:`shared_engine`'s, shared with the other adapters.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.spec = JinaCLIPEngine.from_pretrained(name_or_path, weights=False)
+        self._load = partial(shared_engine, name_or_path, device=device, dtype=dtype, show_progress=show_progress)
+        self._engine: JinaCLIPEngine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> JinaCLIPEngine:
+        """The engine with its weights, loaded on the first call."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._load()
+            return self._engine
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are loaded."""
+        return self._engine is not None
+
+    @property
+    def name_or_path(self) -> str:
+        return self.spec.name_or_path
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.spec.embedding_dim
+
+    @property
+    def matryoshka_dims(self) -> tuple[int, ...]:
+        return self.spec.matryoshka_dims
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.spec.tasks
+
+    @property
+    def max_positions(self) -> int:
+        return self.spec.max_positions
+
+    @property
+    def query_task(self) -> str | None:
+        return self.spec.query_task
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """:meth:`JinaCLIPEngine.token_offsets`, without loading the weights."""
+        return self.spec.token_offsets(texts)
+
+    def tokenize(self, texts: Sequence[str], **options: Any) -> Tokenized:
+        """:meth:`JinaCLIPEngine.tokenize`, without loading the weights."""
+        return self.spec.tokenize(texts, **options)
+
+    def encode_text(self, texts: Sequence[str], **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.encode_text` (loads the weights on the first call)."""
+        return self.engine.encode_text(texts, **options)
+
+    def encode_image(self, images: Iterable[ImageInput], **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.encode_image` (loads the weights on the first call)."""
+        return self.engine.encode_image(images, **options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name_or_path!r}, loaded={self.loaded})"

@@ -18,13 +18,15 @@ Weaviate inference routes, backed by one engine and a :class:`~.batcher.MicroBat
   ``ubinary - 128`` for ``binary``).
 - ``model`` is not checked: any name is accepted and the answer names the served model.
 - ``truncate`` is accepted and ignored: texts longer than the engine's ``max_length`` tokens
-  are always truncated. ``late_chunking`` and ``return_multivector`` are refused when true.
+  are always truncated, and their items in the answer say so (``"truncated": true``).
+  ``late_chunking`` and ``return_multivector`` are refused when true.
 - ``user`` is accepted and ignored.
 
 The answer is the envelope both APIs share, ``{"object": "list", "data": [{"object":
 "embedding", "index": i, "embedding": ...}], "model": ..., "usage": {"prompt_tokens": n,
-"total_tokens": n}}``. Usage counts each text's tokens as the model reads it (special tokens
-included, after truncation, without the task instruction) and each image as the tokens the
+"total_tokens": n}}``, where an item whose text was cut to ``max_length`` tokens also has
+``"truncated": true``. Usage counts each text's tokens as the model reads it (task instruction
+and special tokens included, after truncation) and each image as the tokens the
 vision tower runs (patches and the CLS token: 1297 for jina-clip-v2); that is not Jina's
 billing rule.
 
@@ -320,6 +322,8 @@ class _Prepared:
     images: list[tuple[int, bytes]] = field(default_factory=list)
     urls: list[tuple[int, str]] = field(default_factory=list)
     tokens: int = 0
+    #: request positions of the texts longer than the model reads (cut to their first tokens)
+    truncated: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -444,7 +448,15 @@ class _EmbeddingService:
             rows = vectors.tolist()
         body = {
             "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+            "data": [
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": row,
+                    **({"truncated": True} if i in prepared.truncated else {}),
+                }  # fmt: skip
+                for i, row in enumerate(rows)
+            ],
             "model": self.model_name,
             "usage": {"prompt_tokens": prepared.tokens, "total_tokens": prepared.tokens},
         }
@@ -476,8 +488,9 @@ class _EmbeddingService:
         )
         self._read_inputs(inputs, prepared)
         if prepared.texts:
-            ids = self.engine.tokenizer.encode([text for _, text in prepared.texts], self.engine.max_length)
-            prepared.tokens += sum(map(len, ids))
+            tokenized = self.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
+            prepared.tokens += sum(map(len, tokenized.ids))
+            prepared.truncated = {prepared.texts[i][0] for i in tokenized.truncated}
         prepared.tokens += self.image_tokens * (len(prepared.images) + len(prepared.urls))
         return prepared
 

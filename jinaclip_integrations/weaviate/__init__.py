@@ -28,15 +28,17 @@ from .._lazy import lazy_getattr
 if TYPE_CHECKING:
     from .collection import WeaviateVectorizer
     from .inference import create_inference_app, inference_router
+    from .store import WeaviateStore
 
 #: public name -> module that defines it, imported on first access (each needs its own extra)
 _NAMES = {
     "WeaviateVectorizer": ".collection",
+    "WeaviateStore": ".store",
     "inference_router": ".inference",
     "create_inference_app": ".inference",
 }
 
-__all__ = ["WeaviateVectorizer", "create_inference_app", "inference_router"]
+__all__ = ["WeaviateStore", "WeaviateVectorizer", "create_inference_app", "inference_router"]
 
 
 __getattr__ = lazy_getattr(__name__, _NAMES)

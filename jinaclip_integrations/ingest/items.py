@@ -1,8 +1,12 @@
-"""What every vector-database integration ingests the same way: items, their IDs, and files.
+"""Items: one text or image to store, with its point ID and payload, and how a batch of them is
+embedded.
 
-An item is one text or one image with its payload. Its ID is derived from its content (a UUID5
-of the modality and the SHA-256 of the bytes), so ingesting the same thing twice writes the same
-point, an interrupted run can skip what is stored, and nothing is duplicated.
+An item given in memory (``add_texts``, ``add_images``) has an ID derived from its content (a
+UUID5 of the modality and the SHA-256 of the bytes), so adding the same thing twice writes the
+same point and nothing is duplicated. Items read from files get IDs of their file's version
+(:mod:`.files`). Every payload carries ``content_hash``, the hash of what was embedded, so a
+point with the same content elsewhere in the store lends its vector instead of being embedded
+again.
 """
 
 from __future__ import annotations
@@ -11,27 +15,25 @@ import hashlib
 import json
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .errors import InputError
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .walk import Skipped
 
 Modality = Literal["text", "image"]
 T = TypeVar("T")
 
-#: files ingested as images and as texts; anything else found in a folder is listed as ignored
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif"}
-)
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
-
-#: Most bytes read from one file: an image as much as the engine decodes; a text far more than
-#: the model reads (its first ``max_length`` tokens), but the whole text is stored as payload,
-#: and a vector database takes a request of some MiB, not of gigabytes.
-MAX_FILE_BYTES: dict[str, int] = {"image": 256 * 1024 * 1024, "text": 8 * 1024 * 1024}
+#: Most bytes read from one file, by format: images and documents as much as the engine decodes;
+#: texts far more than anyone writes by hand (a text of 32 MiB is about 16,000 chunks).
+MAX_FILE_BYTES: dict[str, int] = {"image": 256 << 20, "pdf": 256 << 20, "docx": 256 << 20, "text": 32 << 20}
 
 #: fixed namespace of the content-derived point IDs (changing it would re-key every store)
 ID_NAMESPACE = uuid.UUID("6f1c3a52-2f4e-5b8e-9a39-8f0d3c1b7e21")
@@ -59,27 +61,13 @@ class Item:
 
     @property
     def where(self) -> str:
-        """How errors name the item: its source, else its modality and input index."""
-        return str(self.payload.get("source") or f"{self.modality} {self.index}")
-
-
-@dataclass
-class SearchHit:
-    """One search result: the point's ID, its similarity score (cosine, higher is closer), and
-    what was stored with it."""
-
-    id: str
-    score: float
-    modality: Modality | None
-    source: str | None
-    text: str | None
-    payload: dict[str, Any]
-
-    @classmethod
-    def from_payload(cls, id: Any, score: float, payload: dict[str, Any] | None) -> SearchHit:
-        """A hit from a stored payload as the integrations write it."""
-        payload = dict(payload or {})
-        return cls(str(id), float(score), payload.get("modality"), payload.get("source"), payload.get("text"), payload)
+        """How errors name the item: its source (with the page and image of a document's
+        image), else its modality and input index."""
+        source = self.payload.get("source")
+        if not source:
+            return f"{self.modality} {self.index}"
+        inside = [f"{key} {self.payload[key]}" for key in ("page", "image") if self.payload.get(key) is not None]
+        return f"{source} ({', '.join(inside)})" if inside else str(source)
 
 
 @dataclass
@@ -96,13 +84,27 @@ class Failure:
 
 @dataclass
 class IngestReport:
-    """What an ingest did. ``added + existing + len(failed)`` is the number of items given;
-    ``ignored`` lists files in the given folders that are neither images nor texts."""
+    """What an ingest did, in points (one per text chunk or image) and in files.
+
+    ``added``: points written, of which ``reused`` got the vector of a stored point with the
+    same content instead of being embedded; ``existing``: points that were stored already;
+    ``removed``: points deleted (old versions of changed files, files gone from the folders);
+    ``truncated``: texts longer than the model reads, cut (texts given in memory: chunks of files
+    always fit); ``chunks``: text chunks read from files. ``files`` counts files by outcome
+    (``new``, ``changed``, ``unchanged``, ``removed``, ``failed``). ``failed`` names each item or
+    file that could not be stored, with the reason; ``ignored`` each file or folder met in the
+    folders and not indexed, with the reason (a key of :data:`.walk.REASONS`).
+    """
 
     added: int = 0
     existing: int = 0
+    reused: int = 0
+    removed: int = 0
+    truncated: int = 0
+    chunks: int = 0
+    files: Counter = field(default_factory=Counter)
     failed: list[Failure] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[Skipped] = field(default_factory=list)
 
 
 def check_on_error(on_error: str) -> OnError:
@@ -112,9 +114,15 @@ def check_on_error(on_error: str) -> OnError:
     return on_error  # type: ignore[return-value]
 
 
-def _payload(modality: Modality, source: str | None, text: str | None, metadata: dict | None) -> dict[str, Any]:
+def content_hash(modality: Modality, data: bytes) -> str:
+    """The hash of what is embedded (a text's UTF-8 bytes, an image's encoded bytes): points with
+    equal hashes have equal vectors."""
+    return hashlib.sha256(modality.encode() + b":" + data).hexdigest()
+
+
+def _payload(modality: Modality, source: str | None, text: str | None, metadata: dict | None, data: bytes) -> dict[str, Any]:  # fmt: skip
     payload: dict[str, Any] = dict(metadata or {})
-    payload.update(modality=modality, source=source)
+    payload.update(modality=modality, source=source, content_hash=content_hash(modality, data))
     if text is not None:
         payload["text"] = text
     return payload
@@ -135,7 +143,7 @@ def text_items(texts: Sequence[str], metadatas: Sequence[dict] | None = None) ->
             raise InputError(i, f"not valid Unicode (lone surrogate at character {exc.start})", kind="text") from None
         meta = _metadata(metadatas[i], i, "text")
         source = meta.pop("source", None)
-        items.append(Item(content_id("text", data), "text", text, _payload("text", source, text, meta), i))
+        items.append(Item(content_id("text", data), "text", text, _payload("text", source, text, meta, data), i))
     return items
 
 
@@ -154,7 +162,8 @@ def iter_image_items(
             meta = _metadata(metadatas[i], i, "image")
             source = meta.pop("source", None)
             content, key, default_source = _image_key(image, i)
-            yield Item(content_id("image", key), "image", content, _payload("image", source or default_source, None, meta), i)  # fmt: skip
+            payload = _payload("image", source or default_source, None, meta, key)
+            yield Item(content_id("image", key), "image", content, payload, i)
         except InputError as exc:
             if on_error == "raise":
                 raise
@@ -177,8 +186,8 @@ def _image_key(image: Any, index: int) -> tuple[Any, bytes, str | None]:
         except (OSError, ValueError):  # a long base64 string is not a path
             is_file = False
         if is_file:
-            data = _read_bytes(path, index, "image")
-            return data, data, str(path)
+            data = read_file(path, index, MAX_FILE_BYTES["image"])
+            return data, data, os.path.abspath(path)
         if isinstance(image, str):
             data = _base64_bytes(image, index)
             return data, data, None
@@ -200,7 +209,7 @@ def _image_key(image: Any, index: int) -> tuple[Any, bytes, str | None]:
 def _base64_bytes(text: str, index: int) -> bytes:
     """The bytes of a data URI or a base64 string, decoded as the engine decodes them (so an
     image has one ID whichever way it is spelled)."""
-    from .engine.images import data_uri_bytes, decode_base64, looks_like_base64  # lazy: keeps torch out
+    from ..engine.images import data_uri_bytes, decode_base64, looks_like_base64  # lazy: keeps torch out
 
     if text.startswith("data:"):
         return data_uri_bytes(text, index)
@@ -231,104 +240,34 @@ def _check_metadatas(metadatas: Sequence[dict] | None, n: int) -> Sequence[dict 
     return metadatas
 
 
-def read_limited(read: Callable[[int], bytes], source: str, modality: Modality, index: int) -> bytes:
+def read_limited(read: Callable[[int], bytes], source: str, limit: int, index: int) -> bytes:
     """``read(n)`` of a file's bytes, refused (an ``InputError`` naming ``source``) beyond
-    :data:`MAX_FILE_BYTES` for its modality, so one huge file fails alone instead of exhausting
-    a worker's memory."""
-    limit = MAX_FILE_BYTES[modality]
+    ``limit`` bytes, so one huge file fails alone instead of exhausting a worker's memory."""
     data = read(limit + 1)
     if len(data) > limit:
-        raise InputError(index, f"{source} is larger than {limit} bytes, the most read from a {modality} file", kind="file")  # fmt: skip
+        raise InputError(index, f"{source} is larger than {limit} bytes, the most read from such a file", kind="file")  # fmt: skip
     return data
 
 
-def _read_bytes(path: Path, index: int, modality: Modality) -> bytes:
+def read_file(path: str | os.PathLike, index: int, limit: int) -> bytes:
+    """A file's bytes, at most ``limit`` of them; an ``InputError`` naming it otherwise."""
     try:
         with open(path, "rb") as f:
-            return read_limited(f.read, str(path), modality, index)
+            return read_limited(f.read, str(path), limit, index)
     except OSError as exc:
         raise InputError(index, f"cannot read {path}: {exc.strerror or exc}", kind="file") from None
 
 
-def discover_files(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> tuple[list[Path], list[str]]:
-    """Expand files and folders (recursively, sorted) into the image and text files to ingest.
-
-    Returns ``(files, ignored)``: ``ignored`` names the files found in folders that are neither
-    images nor texts. A path that does not exist, or a file named explicitly with another
-    suffix, is an ``InputError`` naming it.
-    """
-    if isinstance(paths, (str, os.PathLike)):  # one path, not the characters of one
-        paths = [paths]
-    files: list[Path] = []
-    ignored: list[str] = []
-    for i, raw in enumerate(paths):
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file()):
-                (files if modality_of(found) else ignored).append(found)
-            continue
-        if not path.exists():
-            raise InputError(i, f"{path} does not exist", kind="path")
-        if modality_of(path) is None:
-            raise InputError(i, f"{path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                             f"nor a text file ({', '.join(sorted(TEXT_SUFFIXES))})", kind="path")  # fmt: skip
-        files.append(path)
-    unique: dict[Path, Path] = {}  # resolved path -> the first mention of it
-    for found in files:
-        unique.setdefault(found.resolve(), found)
-    return list(unique.values()), [str(p) for p in ignored]
-
-
-def modality_of(path: Path) -> Modality | None:
-    """``"image"`` or ``"text"`` from a file's suffix, or None for other files."""
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in TEXT_SUFFIXES:
-        return "text"
-    return None
-
-
-def file_item(path: Path, index: int) -> Item:
-    """Read one file into an item; an unreadable file or a text file that is not UTF-8 is an
-    ``InputError`` naming it. Image bytes are decoded later, by the engine."""
-    modality = modality_of(path) or "image"
-    return content_item(str(path), _read_bytes(path, index, modality), modality, index)
-
-
-def content_item(source: str, data: bytes, modality: Modality, index: int) -> Item:
-    """The item of a file's bytes read from ``source`` (a path or URI, kept in the payload): a
-    text must be UTF-8 (else an ``InputError`` naming the source); image bytes are kept as they
-    are. Every reader of files (this process, Ray workers) makes its items here."""
-    if modality == "text":
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(index, f"{source} is not UTF-8 text (byte {exc.start})", kind="file") from None
-        return Item(content_id("text", text), "text", text, _payload("text", source, text, None), index)
-    return Item(content_id("image", data), "image", data, _payload("image", source, None, None), index)
-
-
-def iter_file_items(files: Sequence[Path], report: IngestReport, on_error: OnError) -> Iterator[Item]:
-    """Read files into items (``item.index`` is the file's position); with ``on_error="skip"``
-    an unreadable one goes to ``report.failed``."""
-    for i, path in enumerate(files):
-        try:
-            yield file_item(path, i)
-        except InputError as exc:
-            if on_error == "raise":
-                raise
-            report.failed.append(Failure(str(path), exc.reason))
-
-
 def embed_items(
-    engine: Any, items: Sequence[Item], *, on_error: OnError, report: IngestReport
+    engine: Any, items: Sequence[Item], *, on_error: OnError, report: IngestReport, max_length: int | None = None
 ) -> tuple[list[Item], Any]:
     """Embed a batch of texts and images (any mix) into full-size normalized vectors.
 
     Returns ``(kept, vectors)`` with one row per kept item. An item the engine rejects raises an
     ``InputError`` naming its input index and source, or, with ``on_error="skip"``, goes to
-    ``report.failed`` and the rest of the batch is embedded without it.
+    ``report.failed`` and the rest of the batch is embedded without it. Texts are read up to
+    ``max_length`` tokens (default: the engine's); longer ones are cut and counted in
+    ``report.truncated``.
     """
     import numpy as np
 
@@ -337,17 +276,22 @@ def embed_items(
         texts = [i for i, item in enumerate(kept) if item.modality == "text"]
         images = [i for i, item in enumerate(kept) if item.modality == "image"]
         vectors = np.empty((len(kept), engine.embedding_dim), dtype=np.float32)
+        cut: list[int] = []
+        encoders = ((texts, partial(engine.encode_text, max_length=max_length, on_truncated=cut.extend)),
+                    (images, engine.encode_image))  # fmt: skip
         try:
-            for positions, encode in ((texts, engine.encode_text), (images, engine.encode_image)):
+            for positions, encode in encoders:
                 if positions:
                     vectors[positions] = _embed_group(encode, [kept[i].content for i in positions], positions)
-            return kept, vectors
         except InputError as exc:
             bad = kept[exc.index]
             if on_error == "raise":
                 raise InputError(bad.index, f"{bad.where}: {exc.reason}", kind=bad.modality) from None
             report.failed.append(Failure(bad.where, exc.reason))
             del kept[exc.index]
+            continue
+        report.truncated += len(cut)
+        return kept, vectors
 
 
 def _embed_group(encode: Any, contents: list[Any], positions: list[int]) -> Any:
@@ -357,7 +301,7 @@ def _embed_group(encode: Any, contents: list[Any], positions: list[int]) -> Any:
         raise InputError(positions[exc.index], exc.reason, kind=exc.kind) from None
 
 
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
     iterator = iter(items)
     while batch := list(islice(iterator, size)):

@@ -1,0 +1,1 @@
+"""Ingestion: walking folders, reading documents, chunking texts, and keeping a store in step."""
