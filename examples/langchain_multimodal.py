@@ -14,6 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from jinaclip_integrations import settings
 from jinaclip_integrations.langchain import (
     JinaCLIPEmbeddings,
     LangChainCrossModalRetriever,
@@ -21,7 +22,8 @@ from jinaclip_integrations.langchain import (
 )
 
 HERE = Path(__file__).parent
-DEFAULT_MODEL = str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
+#: the model setting ($JINACLIP_MODEL or the config file) if there is one, else the tiny offline test checkpoint
+DEFAULT_MODEL = settings.configured("model") or str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
 DATA = HERE / "data"
 
 

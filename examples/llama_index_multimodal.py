@@ -23,13 +23,15 @@ from llama_index.core.schema import ImageDocument
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
 
+from jinaclip_integrations import settings
 from jinaclip_integrations.llama_index import JinaCLIPEmbedding, LlamaIndexCrossModalRetriever
 
 # llama-index asks the store for payload indexes, which local-mode Qdrant does not need
 warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
 
 HERE = Path(__file__).parent
-DEFAULT_MODEL = str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
+#: the model setting ($JINACLIP_MODEL or the config file) if there is one, else the tiny offline test checkpoint
+DEFAULT_MODEL = settings.configured("model") or str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
 DATA = HERE / "data"
 
 

@@ -14,10 +14,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from jinaclip_integrations import QdrantVectorizer, shared_engine
+from jinaclip_integrations import QdrantVectorizer, settings, shared_engine
 
 HERE = Path(__file__).parent
-DEFAULT_MODEL = str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
+#: the model setting ($JINACLIP_MODEL or the config file) if there is one, else the tiny offline test checkpoint
+DEFAULT_MODEL = settings.configured("model") or str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
 
 
 def main() -> None:

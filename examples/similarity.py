@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jinaclip_integrations import JinaCLIPEngine
+from jinaclip_integrations import JinaCLIPEngine, settings
 
 HERE = Path(__file__).parent
-DEFAULT_MODEL = str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
+#: the model setting ($JINACLIP_MODEL or the config file) if there is one, else the tiny offline test checkpoint
+DEFAULT_MODEL = settings.configured("model") or str(HERE.parent / "tests" / "fixtures" / "jina-clip-v2-tiny")
 IMAGES = sorted((HERE / "data").glob("*.png"))
 TEXTS = [
     "a red circle",  # English

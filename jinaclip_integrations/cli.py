@@ -9,11 +9,8 @@
     jinaclip serve --port 8000                    # OpenAI/Jina /v1/embeddings + Weaviate routes
     jinaclip info
 
-Defaults come, in this order, from the command line, the environment (``JINACLIP_MODEL``,
-``JINACLIP_DEVICE``, ``JINACLIP_DTYPE``, ``JINACLIP_STORE``, ``JINACLIP_QDRANT_URL``,
-``JINACLIP_COLLECTION``, ``QDRANT_API_KEY``), the config file (``$XDG_CONFIG_HOME/jinaclip/config.toml``
-or ``~/.config/jinaclip/config.toml``, keys ``model``, ``device``, ``dtype``, ``store``,
-``qdrant_url``, ``collection``; ``JINACLIP_CONFIG`` names another file) and built-in values.
+Defaults come from :mod:`jinaclip_integrations.settings`: the environment (``JINACLIP_MODEL``,
+``JINACLIP_STORE``...), then the config file, then built-in values; the command line wins.
 """
 
 from __future__ import annotations
@@ -28,63 +25,12 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .errors import JinaCLIPError
 from .ingest.chunking import ChunkOptions
 from .ingest.walk import REASONS
 
-DEFAULT_MODEL = "jinaai/jina-clip-v2"
-DEFAULT_COLLECTION = "jina-clip"
-DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_CHUNK = ChunkOptions()
-#: setting -> environment variable; the config file uses the setting's name as its key
-ENV = {
-    "model": "JINACLIP_MODEL",
-    "device": "JINACLIP_DEVICE",
-    "dtype": "JINACLIP_DTYPE",
-    "store": "JINACLIP_STORE",
-    "qdrant_url": "JINACLIP_QDRANT_URL",
-    "collection": "JINACLIP_COLLECTION",
-}
-
-
-def config_file() -> Path:
-    """Where the config file is read from."""
-    if os.environ.get("JINACLIP_CONFIG"):
-        return Path(os.environ["JINACLIP_CONFIG"]).expanduser()
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "jinaclip" / "config.toml"
-
-
-def default_store() -> Path:
-    """The embedded store's default folder, in the user's data directory."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "jinaclip" / "store"
-
-
-def defaults() -> dict[str, Any]:
-    """Settings from the environment over the config file over built-in values."""
-    import tomllib
-
-    values: dict[str, Any] = {"model": DEFAULT_MODEL, "collection": DEFAULT_COLLECTION, "store": str(default_store())}
-    path = config_file()
-    if path.is_file():
-        try:
-            found = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise JinaCLIPError(f"cannot read the config file {path}: {exc}") from None
-        unknown = set(found) - set(ENV)
-        if unknown:
-            raise JinaCLIPError(f"unknown keys in {path}: {sorted(unknown)}; known: {sorted(ENV)}")
-        values.update(found)
-    values.update({key: os.environ[var] for key, var in ENV.items() if os.environ.get(var)})
-    if values.get("dtype") not in (None, *DTYPES):
-        raise JinaCLIPError(f"dtype {values['dtype']!r} (from the environment or {path}) is not one of {list(DTYPES)}")
-    return values
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -387,7 +333,7 @@ def _qdrant_location(args: argparse.Namespace, *, create: bool) -> Any:
     if args.qdrant_url:
         from qdrant_client import QdrantClient
 
-        client = QdrantClient(url=args.qdrant_url, api_key=os.environ.get("QDRANT_API_KEY"))
+        client = QdrantClient(url=args.qdrant_url, api_key=settings.value("qdrant_api_key"))
         if not create and not client.collection_exists(args.collection):
             raise JinaCLIPError(f"no collection {args.collection!r} at {args.qdrant_url}: run `jinaclip index` first")
         return client
@@ -427,7 +373,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=values["model"], help="hub name or checkpoint folder (%(default)s)")
     common.add_argument("--device", default=values.get("device"), help="torch device (default: CUDA if available)")
-    common.add_argument("--dtype", default=values.get("dtype"), choices=DTYPES)
+    common.add_argument("--dtype", default=values.get("dtype"), choices=settings.DTYPES)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--store", default=values["store"], help="embedded Qdrant store folder (%(default)s)")
@@ -507,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed items or an error)."""
     args = argparse.Namespace(command=None, qdrant_url=None)
     try:
-        parser = build_parser(defaults())
+        parser = build_parser(settings.values())
         args = parser.parse_args(argv)
         return args.run(args)
     except BrokenPipeError:  # the reader left (`jinaclip ls | head`): not an error

@@ -26,6 +26,10 @@ class InputError(JinaCLIPError, ValueError):
         self.kind = kind
         super().__init__(f"invalid {kind} at index {index}: {reason}")
 
+    def at(self, index: int) -> InputError:
+        """The same error for the same item at another position (a batch's, from a part's)."""
+        return InputError(index, self.reason, kind=self.kind)
+
     def __reduce__(self):  # keep index/reason across pickling (process pools, multiprocessing)
         return (_rebuild_input_error, (self.index, self.reason, self.kind))
 

@@ -18,6 +18,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 try:
@@ -33,23 +34,19 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.langchain needs LangChain: pip install "jinaclip-integrations[langchain]"'
     ) from exc
 
+from . import settings
 from ._adapter import DEFAULT_QUERY_TASK, configure_adapter
 from .engine import JinaCLIPEngine
 from .fusion import fuse_modalities
 
 __all__ = ["JinaCLIPEmbeddings", "LangChainCrossModalRetriever", "MultimodalQdrantVectorStore"]
 
-DEFAULT_MODEL = "jinaai/jina-clip-v2"
 #: Reserved metadata: :meth:`MultimodalQdrantVectorStore.add_images` sets ``modality: "image"``
 #: on every image document (any document whose metadata says so counts as an image) and a
 #: ``source`` unless one is given; the retriever sets ``modality``, ``score`` and ``fused_score``
 #: on what it returns.
 MODALITY_KEY = "modality"
 SOURCE_KEY = "source"
-
-
-def _env_default(name: str, default: str | None = None):
-    return lambda: os.environ.get(name, default)
 
 
 class JinaCLIPEmbeddings(BaseModel, Embeddings):
@@ -67,17 +64,18 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
 
     Adapters built with the same ``model_name``, ``device`` and ``dtype`` share one engine
     (one copy of the weights), LlamaIndex ones included. ``model_name``, ``device`` and
-    ``dtype`` default to the environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and
-    ``JINACLIP_DTYPE`` when set; after construction they describe the engine in use.
+    ``dtype`` default to the settings (``$JINACLIP_MODEL``, ``$JINACLIP_DEVICE``,
+    ``$JINACLIP_DTYPE``, see :mod:`jinaclip_integrations.settings`); after construction they
+    describe the engine in use.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
 
-    model_name: str = Field(default_factory=_env_default("JINACLIP_MODEL", DEFAULT_MODEL))
+    model_name: str = Field(default_factory=partial(settings.value, "model"))
     """Hugging Face hub name or local checkpoint folder."""
-    device: str | None = Field(default_factory=_env_default("JINACLIP_DEVICE"))
+    device: str | None = Field(default_factory=partial(settings.value, "device"))
     """Torch device; CUDA when available, else CPU."""
-    dtype: str | None = Field(default_factory=_env_default("JINACLIP_DTYPE"))
+    dtype: str | None = Field(default_factory=partial(settings.value, "dtype"))
     """``float32``, ``bfloat16`` or ``float16``; bf16 on CUDA, fp32 on CPU by default."""
     dimensions: int | None = None
     """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes)."""

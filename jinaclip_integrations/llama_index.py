@@ -13,7 +13,7 @@ Needs the ``llama-index`` extra: ``pip install "jinaclip-integrations[llama-inde
 from __future__ import annotations
 
 import asyncio
-import os
+from functools import partial
 from typing import Any
 
 try:
@@ -29,13 +29,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.llama_index needs LlamaIndex: pip install "jinaclip-integrations[llama-index]"'
     ) from exc
 
+from . import settings
 from ._adapter import DEFAULT_QUERY_TASK, configure_adapter
 from .engine import JinaCLIPEngine
 from .fusion import check_image_weight, fuse_modalities
 
 __all__ = ["JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever"]
-
-DEFAULT_MODEL = "jinaai/jina-clip-v2"
 
 
 class JinaCLIPEmbedding(MultiModalEmbedding):
@@ -52,23 +51,24 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
             )
 
     Adapters built with the same ``model_name``, ``device`` and ``dtype`` share one engine
-    (LangChain ones included). ``model_name``, ``device`` and ``dtype`` default to the
-    environment variables ``JINACLIP_MODEL``, ``JINACLIP_DEVICE`` and ``JINACLIP_DTYPE``; after
+    (LangChain ones included). ``model_name``, ``device`` and ``dtype`` default to the settings
+    (``$JINACLIP_MODEL``, ``$JINACLIP_DEVICE``, ``$JINACLIP_DTYPE``, see
+    :mod:`jinaclip_integrations.settings`); after
     construction they describe the engine in use (also when one is passed as ``engine=``), so
     ``to_dict()``/``from_dict()`` round-trip to the same model.
     """
 
     model_name: str = Field(
-        default_factory=lambda: os.environ.get("JINACLIP_MODEL", DEFAULT_MODEL),
+        default_factory=partial(settings.value, "model"),
         description="Hugging Face hub name or local checkpoint folder.",
     )
     embed_batch_size: int = Field(default=32, gt=0, le=2048, description="Texts or images per forward pass.")
     device: str | None = Field(
-        default_factory=lambda: os.environ.get("JINACLIP_DEVICE"),
+        default_factory=partial(settings.value, "device"),
         description="Torch device (default: CUDA if available).",
     )
     dtype: str | None = Field(
-        default_factory=lambda: os.environ.get("JINACLIP_DTYPE"),
+        default_factory=partial(settings.value, "dtype"),
         description="float32, bfloat16 or float16 (default: bf16 on CUDA, fp32 on CPU).",
     )
     dimensions: int | None = Field(default=None, description="Matryoshka truncation (one of the model's sizes).")

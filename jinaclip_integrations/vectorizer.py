@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .engine import JinaCLIPEngine, LazyEngine
+from . import settings
 from .ingest.chunking import ChunkOptions
 from .ingest.items import (  # fmt: skip
     Failure,
@@ -42,6 +42,9 @@ from .store import (  # fmt: skip
     source_summaries,
 )
 
+if TYPE_CHECKING:
+    from .engine import JinaCLIPEngine, LazyEngine
+
 
 class Vectorizer:
     """Ingest and search texts and images in one store (see the subclasses for the databases).
@@ -49,7 +52,8 @@ class Vectorizer:
     Args:
         engine: the engine to embed with (default: ``model_name``'s shared engine, whose
             weights load when something is first embedded).
-        model_name, device, dtype: which engine to load when ``engine`` is None.
+        model_name, device, dtype: which engine to load when ``engine`` is None (None: the
+            settings, ``$JINACLIP_MODEL`` etc.; see :mod:`jinaclip_integrations.settings`).
         batch_size: items embedded and written per batch.
         on_error: ``"raise"`` stops at the first unreadable item with an ``InputError`` naming
             it (what was written before stays); ``"skip"`` reports it and goes on.
@@ -63,7 +67,7 @@ class Vectorizer:
         self,
         *,
         engine: JinaCLIPEngine | LazyEngine | None = None,
-        model_name: str = "jinaai/jina-clip-v2",
+        model_name: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int = 64,
@@ -72,7 +76,13 @@ class Vectorizer:
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-        self.engine = engine if engine is not None else LazyEngine(model_name, device=device, dtype=dtype, show_progress=show_progress)  # fmt: skip
+        if engine is None:
+            from .engine import LazyEngine
+
+            found = settings.values()
+            engine = LazyEngine(model_name or found["model"], device=device or found["device"],
+                                dtype=dtype or found["dtype"], show_progress=show_progress)  # fmt: skip
+        self.engine = engine
         self.batch_size = batch_size
         self.on_error = check_on_error(on_error)
         self.show_progress = show_progress

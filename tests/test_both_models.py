@@ -20,7 +20,7 @@ from llama_index.core.vector_stores import SimpleVectorStore
 from qdrant_client import QdrantClient
 
 from conftest import V1_TINY, V2_TINY, load_engine
-from jinaclip_integrations import cli
+from jinaclip_integrations import cli, settings
 from jinaclip_integrations.langchain import JinaCLIPEmbeddings, MultimodalQdrantVectorStore
 from jinaclip_integrations.llama_index import JinaCLIPEmbedding, LlamaIndexCrossModalRetriever
 from jinaclip_integrations.qdrant import QdrantVectorizer
@@ -105,7 +105,7 @@ def test_qdrant_vectorizer(model, tmp_path):
 
 
 def test_cli_index_and_search(model, tmp_path, capsys, monkeypatch):
-    for var in (*cli.ENV.values(), "JINACLIP_CONFIG"):
+    for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     data = tmp_path / "data"

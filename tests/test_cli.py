@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import V2_TINY, load_engine
-from jinaclip_integrations import cli
+from jinaclip_integrations import cli, settings
 
 DATA = Path(__file__).parents[1] / "examples" / "data"
 
@@ -20,7 +20,7 @@ DATA = Path(__file__).parents[1] / "examples" / "data"
 @pytest.fixture
 def env(tmp_path, monkeypatch) -> Path:
     """A clean environment: the tiny model, a store under tmp_path, no config file."""
-    for var in (*cli.ENV.values(), "JINACLIP_CONFIG"):
+    for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
@@ -136,4 +136,4 @@ def test_embed_images_one_per_flag_and_bad_dtype(env, capsys, monkeypatch):
     assert code == 0 and [json.loads(line)["modality"] for line in out.splitlines()] == ["text", "image"]
     monkeypatch.setenv("JINACLIP_DTYPE", "fp8")
     code, _, err = run(capsys, "info")
-    assert code == 1 and "dtype 'fp8'" in err
+    assert code == 1 and "JINACLIP_DTYPE='fp8'" in err

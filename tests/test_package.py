@@ -12,7 +12,7 @@ import tomllib
 import jinaclip_integrations
 
 ROOT = Path(__file__).parents[1]
-CORE = {"torch", "transformers", "tokenizers", "huggingface-hub", "safetensors", "pillow", "numpy", "tqdm"}
+CORE = {"torch", "transformers", "tokenizers", "huggingface-hub", "safetensors", "pillow", "numpy", "tqdm", "tomli"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

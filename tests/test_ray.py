@@ -26,7 +26,7 @@ from qdrant_client import QdrantClient
 from test_sync import HTML, assert_same_store, long_text, points, three_page_pdf
 
 from conftest import V2_TINY
-from jinaclip_integrations import InputError, JinaCLIPEngine, StoreError, cli
+from jinaclip_integrations import InputError, JinaCLIPEngine, StoreError, cli, settings
 from jinaclip_integrations.ingest.chunking import ChunkOptions
 from jinaclip_integrations.ingest.items import IngestReport
 from jinaclip_integrations.ingest.sync import fit_chunking
@@ -199,7 +199,7 @@ def test_the_store_equals_syncs_and_follows_the_folder(cluster, tmp_path, engine
     (docs / "long.txt").write_text(long_text(2000), encoding="utf-8")
     (docs / "notes" / "b.md").write_text("# More\n\nArches spread the load.\n", encoding="utf-8")
     add_bad_files(docs)
-    for var in (*cli.ENV.values(), "JINACLIP_CONFIG"):
+    for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     command = [sys.executable, "-m", "jinaclip_integrations.cli", "index", str(docs), "--store", str(store), "--model",

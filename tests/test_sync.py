@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import V2_TINY, load_engine
-from jinaclip_integrations import cli
+from jinaclip_integrations import cli, settings
 from jinaclip_integrations.ingest.chunking import ChunkOptions
 from jinaclip_integrations.qdrant import FULL, QdrantVectorizer
 
@@ -36,7 +36,7 @@ LAST_SENTENCE = "The zebra finally found its emerald umbrella beside the quiet l
 @pytest.fixture
 def env(tmp_path, monkeypatch) -> Path:
     """A clean CLI environment on the tiny model; the store in tmp_path/store; cwd tmp_path."""
-    for var in (*cli.ENV.values(), "JINACLIP_CONFIG"):
+    for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("JINACLIP_MODEL", str(V2_TINY))

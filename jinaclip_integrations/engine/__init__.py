@@ -1,8 +1,39 @@
 """The native jina-clip engine: model code, checkpoint loading, preprocessing and batching.
 
-Importing this package imports torch; ``jinaclip_integrations`` itself does not.
+Names are imported on first use: ``truncate_normalize`` needs only numpy, the engine imports
+torch (``jinaclip_integrations`` itself imports neither).
 """
 
-from .engine import JinaCLIPEngine, LazyEngine, shared_engine
+from __future__ import annotations
 
-__all__ = ["JinaCLIPEngine", "LazyEngine", "shared_engine"]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from .engine import QUERY_TASK, JinaCLIPEngine, LazyEngine, model_key, shared_engine
+    from .outputs import truncate_normalize
+    from .tokenizer import Tokenized
+
+#: public name -> module that defines it, imported on first access
+_NAMES = {
+    "QUERY_TASK": ".engine",
+    "JinaCLIPEngine": ".engine",
+    "LazyEngine": ".engine",
+    "model_key": ".engine",
+    "shared_engine": ".engine",
+    "truncate_normalize": ".outputs",
+    "Tokenized": ".tokenizer",
+}
+
+__all__ = [
+    "QUERY_TASK",
+    "JinaCLIPEngine",
+    "LazyEngine",
+    "Tokenized",
+    "model_key",
+    "shared_engine",
+    "truncate_normalize",
+]
+
+__getattr__ = lazy_getattr(__name__, _NAMES)

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress_bar
@@ -26,6 +25,7 @@ from .batching import length_sorted_batches, prepared_batches, split_on_oom
 from .config import JinaCLIPConfig
 from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
 from .model import JinaCLIPModel
+from .outputs import truncate_normalize
 from .tokenizer import TextTokenizer, Tokenized
 from .weights import load_config, load_model, resolve_checkpoint
 
@@ -211,6 +211,24 @@ class JinaCLIPEngine:
         """The task for search queries: ``"retrieval.query"`` where the model has it (v2),
         else None (v1 embeds queries and documents alike)."""
         return QUERY_TASK if QUERY_TASK in self.tasks else None
+
+    @property
+    def output_dim(self) -> int:
+        """The size of what ``encode_*`` return without ``truncate_dim``: the checkpoint's own
+        ``truncate_dim`` if its config sets one, else the full size."""
+        return self.config.truncate_dim or self.embedding_dim
+
+    @property
+    def output_dims(self) -> tuple[int, ...]:
+        """The vector sizes a caller may ask for, ascending: the Matryoshka sizes up to
+        :attr:`output_dim`, and it (the largest)."""
+        return tuple(sorted(d for d in {*self.matryoshka_dims, self.embedding_dim} if d <= self.output_dim))
+
+    @property
+    def image_tokens(self) -> int:
+        """Tokens the vision tower runs per image: its patches and the CLS token (1297 for
+        jina-clip-v2 at 512 px)."""
+        return self.config.vision.grid_size**2 + 1
 
     @property
     def device(self) -> torch.device:
@@ -472,10 +490,7 @@ class JinaCLIPEngine:
     @staticmethod
     def _finish(features: torch.Tensor, dim: int, normalize: bool) -> np.ndarray:
         """Truncate (Matryoshka), then L2-normalize, in fp32; to a CPU numpy array."""
-        features = features[:, :dim].float()
-        if normalize:
-            features = F.normalize(features, dim=-1)
-        return features.cpu().numpy()
+        return truncate_normalize(features[:, :dim].float().cpu().numpy(), normalize=normalize)
 
     def __repr__(self) -> str:
         return (
@@ -582,6 +597,10 @@ class LazyEngine:
     @property
     def query_task(self) -> str | None:
         return self.spec.query_task
+
+    @property
+    def output_dims(self) -> tuple[int, ...]:
+        return self.spec.output_dims
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """:meth:`JinaCLIPEngine.token_offsets`, without loading the weights."""

@@ -298,7 +298,7 @@ def _embed_group(encode: Any, contents: list[Any], positions: list[int]) -> Any:
     try:
         return encode(contents, show_progress=False)
     except InputError as exc:  # re-index from the group to the batch
-        raise InputError(positions[exc.index], exc.reason, kind=exc.kind) from None
+        raise exc.at(positions[exc.index]) from None
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import truncate_normalize
 from ..errors import StoreError
 from ..store import UNKNOWN_LAYOUT, CollectionLayout, Preset, model_label
 
@@ -51,8 +52,7 @@ def named_vectors(vectors: np.ndarray, short_dim: int | None) -> dict[str, np.nd
     when the layout has one, ``short``: the first ``short_dim`` dimensions, re-normalized."""
     named = {FULL: vectors}
     if short_dim is not None:
-        short = vectors[:, :short_dim]
-        named[SHORT] = short / np.maximum(np.linalg.norm(short, axis=1, keepdims=True), 1e-12)
+        named[SHORT] = truncate_normalize(vectors, short_dim)
     return named
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..engine import JinaCLIPEngine, LazyEngine
+from .. import settings
 from ..ingest.items import OnError
 from ..store import PRESETS, Preset
 from ..vectorizer import Vectorizer
@@ -15,7 +15,9 @@ from .layout import QdrantStore, layout_for
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-DEFAULT_COLLECTION = "jina-clip"
+    from ..engine import JinaCLIPEngine, LazyEngine
+
+DEFAULT_COLLECTION = settings.SETTINGS["collection"].default
 
 
 def open_store(store: QdrantClient | str | os.PathLike, collection_name: str = DEFAULT_COLLECTION) -> QdrantStore:
@@ -41,7 +43,8 @@ class QdrantVectorizer(Vectorizer):
     Args:
         store: a ``QdrantClient``, or a folder for the embedded engine (qdrant-edge-py); the
             collection is then the sub-folder ``collection_name``.
-        collection_name: the collection, created on first use or validated if it exists.
+        collection_name: the collection, created on first use or validated if it exists
+            (None: the ``collection`` setting, ``$JINACLIP_COLLECTION``, else ``jina-clip``).
         engine, model_name, device, dtype, batch_size, on_error, show_progress: as for every
             :class:`~jinaclip_integrations.vectorizer.Vectorizer`.
         preset: a key of :data:`~jinaclip_integrations.store.PRESETS`. None keeps an existing
@@ -57,10 +60,10 @@ class QdrantVectorizer(Vectorizer):
     def __init__(
         self,
         store: QdrantClient | str | os.PathLike,
-        collection_name: str = DEFAULT_COLLECTION,
+        collection_name: str | None = None,
         *,
         engine: JinaCLIPEngine | LazyEngine | None = None,
-        model_name: str = "jinaai/jina-clip-v2",
+        model_name: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
         preset: Preset | None = None,
@@ -73,6 +76,6 @@ class QdrantVectorizer(Vectorizer):
             raise ValueError(f"preset must be one of {list(PRESETS)}, not {preset!r}")
         super().__init__(engine=engine, model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
                          on_error=on_error, show_progress=show_progress)  # fmt: skip
-        self.collection_name = collection_name
-        self.store = open_store(store, collection_name)
+        self.collection_name = collection_name or settings.value("collection")
+        self.store = open_store(store, self.collection_name)
         self.layout = self.store.open(layout_for(self.engine, self.store.layout(), preset, short_dim))

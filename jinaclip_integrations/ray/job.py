@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from ..ingest.chunking import ChunkOptions
 from ..ingest.files import chunking_label
 from ..ingest.items import Failure, IngestReport
@@ -51,8 +52,8 @@ def index_with_ray(
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
     parquet: str | os.PathLike | None = None,
-    collection_name: str = "jina-clip",
-    model_name: str = "jinaai/jina-clip-v2",
+    collection_name: str | None = None,
+    model_name: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
     preset: Preset | None = None,
@@ -84,6 +85,7 @@ def index_with_ray(
             and nothing is removed from it.
         collection_name, preset, short_dim: the Qdrant collection, created or checked as ``QdrantVectorizer`` does.
         model_name, device, dtype: the engine each actor loads: a hub name, or a folder that exists on every node.
+            None: the settings (``$JINACLIP_MODEL``, ``$JINACLIP_COLLECTION``..., see :mod:`jinaclip_integrations.settings`).
             The driver and the CPU workers use it without weights (config, tokenizer, preprocessor).
         chunking: how texts are cut (default :class:`~jinaclip_integrations.ingest.chunking.ChunkOptions`), at most
             what the model reads.
@@ -113,7 +115,9 @@ def index_with_ray(
     for name, value in (("batch_size", batch_size), ("workers", 1 if workers is None else workers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    sink = open_sink(store, qdrant_url, qdrant_api_key, parquet, collection_name)
+    found = settings.values()
+    model_name, device, dtype = model_name or found["model"], device or found["device"], dtype or found["dtype"]
+    sink = open_sink(store, qdrant_url, qdrant_api_key, parquet, collection_name or found["collection"])
     with ExitStack() as stack:
         stack.callback(sink.close)
         listing = list_files(paths, include=include, exclude=exclude, gitignore=gitignore, skip=sink.folders())

@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from ..errors import StoreError
 from ..store import CollectionLayout, Preset, model_label
 from .rows import list_column, split_embedded, vectors_of
@@ -87,7 +88,7 @@ def open_sink(store: Any, qdrant_url: str | None, api_key: str | None, parquet: 
     if qdrant_url is not None:
         from qdrant_client import QdrantClient
 
-        api_key = api_key or os.environ.get("QDRANT_API_KEY")
+        api_key = api_key or settings.value("qdrant_api_key")
         return QdrantServerSink(QdrantClient(url=qdrant_url, api_key=api_key), qdrant_url, api_key, collection)
     from ..qdrant import open_store
 

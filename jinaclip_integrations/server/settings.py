@@ -7,12 +7,11 @@ Kept free of FastAPI, so a command line can describe the server's options withou
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-#: the environment variable holding the API key (safer than ``--api-key``, which ``ps`` shows)
-API_KEY_ENV = "JINACLIP_API_KEY"
+from .. import settings
+
 MiB = 1024 * 1024
 
 
@@ -68,9 +67,22 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServerSettings:
-        """Settings with the API key from ``$JINACLIP_API_KEY`` (unset or empty: none), then
-        ``overrides`` (an ``api_key`` among them wins over the environment)."""
-        return cls(**{"api_key": os.environ.get(API_KEY_ENV) or None, **overrides})
+        """Settings from :mod:`jinaclip_integrations.settings` (``$JINACLIP_API_KEY``,
+        ``$JINACLIP_MAX_BODY_MB``... then the config file; unset: the defaults above), then
+        ``overrides`` (given explicitly: they win)."""
+        found = settings.values()
+        configured = {
+            "api_key": found["api_key"] or None,
+            "max_body_bytes": int(found["max_body_mb"] * MiB),
+            "weaviate_routes_auth": not found["weaviate_open"],
+            **{name: found[name] for name in _FROM_SETTINGS},
+        }
+        return cls(**{**configured, **overrides})
+
+
+#: the fields read from the settings of the same name
+_FROM_SETTINGS = ("max_items", "max_text_chars", "max_image_pixels", "allow_image_urls", "allow_private_urls",
+                  "url_timeout_s", "max_batch_items", "max_wait_ms", "request_timeout_s")  # fmt: skip
 
 
 def _check(name: str, value: Any, *, positive: bool, number: bool = False) -> None:
@@ -82,53 +94,56 @@ def _check(name: str, value: Any, *, positive: bool, number: bool = False) -> No
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the server's options to ``parser`` (read them back with :func:`settings_from_args`)."""
-    defaults = {f.name: f.default for f in fields(ServerSettings)}
+    """Add the server's options to ``parser`` (read them back with :func:`settings_from_args`);
+    their defaults are the settings' (the environment, the config file, the built-in values)."""
+    defaults = ServerSettings.from_env()
     group = parser.add_argument_group("server")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     group.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     group.add_argument(
         "--api-key",
-        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; prefer it, the command line is visible to other users)",
+        help="require 'Authorization: Bearer KEY' (default: $JINACLIP_API_KEY; prefer it, the command line is visible to other users)",
     )
-    group.add_argument(
-        "--allow-image-urls", action="store_true", help="fetch http(s) image URLs (default: base64 and data URIs only)"
-    )
-    group.add_argument(
-        "--allow-private-urls",
-        action="store_true",
-        help="let image URLs reach loopback, private and link-local addresses (default: public addresses only)",
-    )
-    group.add_argument(
-        "--weaviate-open",
-        action="store_true",
-        help="leave the Weaviate inference routes without auth (Weaviate's modules send no token)",
-    )
+    flags = {
+        "--allow-image-urls": ("allow_image_urls", "fetch http(s) image URLs (default: base64 and data URIs only)"),
+        "--allow-private-urls": (
+            "allow_private_urls",
+            "let image URLs reach loopback, private and link-local addresses (default: public addresses only)",
+        ),  # fmt: skip
+        "--weaviate-open": (
+            "weaviate_open",
+            "leave the Weaviate inference routes without auth (Weaviate's modules send no token)",
+        ),  # fmt: skip
+    }
+    for flag, (name, help) in flags.items():
+        default = not defaults.weaviate_routes_auth if name == "weaviate_open" else getattr(defaults, name)
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help)
     group.add_argument(
         "--max-batch-items",
         type=int,
-        default=defaults["max_batch_items"],
+        default=defaults.max_batch_items,
         help="most inputs merged from concurrent requests into one model call (default: %(default)s; 1: no merging)",
     )
     group.add_argument(
         "--max-wait-ms",
         type=float,
-        default=defaults["max_wait_ms"],
+        default=defaults.max_wait_ms,
         help="how long a batch waits for more requests to join (default: %(default)s)",
     )
     group.add_argument(
-        "--max-items", type=int, default=defaults["max_items"], help="most inputs per request (default: %(default)s)"
+        "--max-items", type=int, default=defaults.max_items, help="most inputs per request (default: %(default)s)"
     )
     group.add_argument(
         "--max-body-mb",
         type=float,
-        default=defaults["max_body_bytes"] / MiB,
+        default=defaults.max_body_bytes / MiB,
         help="largest request body in MiB (default: %(default)g)",
     )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    """The :class:`ServerSettings` that options added by :func:`add_server_arguments` describe.
+    """The :class:`ServerSettings` that options added by :func:`add_server_arguments` describe
+    (over the settings' values for what they do not set).
 
     Raises:
         ValueError: an option is out of range (its message names the setting).

@@ -13,6 +13,8 @@ Needs the ``weaviate`` extra: ``pip install "jinaclip-integrations[weaviate]"``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 try:
     import weaviate
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
@@ -20,14 +22,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'jinaclip_integrations.weaviate.collection needs weaviate-client: pip install "jinaclip-integrations[weaviate]"'
     ) from exc
 
-from ..engine import JinaCLIPEngine, LazyEngine
 from ..ingest.items import OnError
 from ..vectorizer import Vectorizer
 from .store import WeaviateStore, layout_for
 
-__all__ = ["WeaviateVectorizer"]
+if TYPE_CHECKING:
+    from ..engine import JinaCLIPEngine, LazyEngine
 
-DEFAULT_MODEL = "jinaai/jina-clip-v2"
+__all__ = ["WeaviateVectorizer"]
 
 
 class WeaviateVectorizer(Vectorizer):
@@ -76,7 +78,7 @@ class WeaviateVectorizer(Vectorizer):
         collection_name: str = "JinaClip",
         *,
         engine: JinaCLIPEngine | LazyEngine | None = None,
-        model_name: str = DEFAULT_MODEL,
+        model_name: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
         vector_name: str = "jina_clip",

@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 import numpy as np
 
+from ..engine import truncate_normalize
 from ..errors import JinaCLIPError, StoreError
 from ..ingest.items import batched
 from ..store import UNKNOWN_LAYOUT, CollectionLayout, SearchHit, model_label
@@ -184,8 +185,7 @@ class WeaviateStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape[-1] < dim:
             raise ValueError(f"vectors have {vectors.shape[-1]} dimensions; {self.where} stores {dim}")
-        cut = vectors[..., :dim]
-        return cut / np.maximum(np.linalg.norm(cut, axis=-1, keepdims=True), 1e-12)
+        return truncate_normalize(vectors, dim)
 
     def existing(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
