@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_getattr
+from ._version import __version__
 from .errors import CheckpointError, InputError, JinaCLIPError, StoreError
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from .weaviate import WeaviateVectorizer as WeaviateVectorizer
     from .weaviate import create_inference_app as create_inference_app
 
-__version__ = "0.1.0"
 
 #: public name -> module that defines it, imported on first access
 _CORE = {

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import JinaCLIPEngine, shared_engine
-from .engine.engine import model_key
-
-#: Task defaults of the adapters: queries get the query instruction, documents none.
-DEFAULT_QUERY_TASK = "retrieval.query"
+from .engine import JinaCLIPEngine, model_key, shared_engine
 
 
 def configure_adapter(adapter: Any, engine: JinaCLIPEngine | None) -> JinaCLIPEngine:
@@ -29,8 +25,8 @@ def configure_adapter(adapter: Any, engine: JinaCLIPEngine | None) -> JinaCLIPEn
         raise ValueError(f"model_name {adapter.model_name!r} does not match the engine's model {engine.name_or_path!r}")
     name = engine.name_or_path or adapter.model_name
     tasks = engine.tasks
-    if not tasks and "query_task" not in explicit:
-        adapter.query_task = None
+    if "query_task" not in explicit:
+        adapter.query_task = engine.query_task
     for option in ("query_task", "document_task"):
         task = getattr(adapter, option)
         if task is not None and task not in tasks:

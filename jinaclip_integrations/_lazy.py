@@ -4,7 +4,8 @@ so importing the package stays cheap and optional extras are needed only by what
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import import_module
 from typing import Any
 
@@ -23,3 +24,14 @@ def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]
         return value
 
     return __getattr__
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Around a module's imports of an optional framework: an ``ImportError`` becomes one that
+    names ``what`` needs it and the extra to install (``pip install "jinaclip-integrations[extra]"``)."""
+    try:
+        yield
+    except ImportError as exc:
+        missing = exc.name or "its dependencies"
+        raise ImportError(f'{what} needs {missing}: pip install "jinaclip-integrations[{extra}]"') from exc

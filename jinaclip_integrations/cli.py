@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
+from ._lazy import needs_extra
 from .errors import JinaCLIPError
 from .ingest.chunking import ChunkOptions
 from .ingest.walk import REASONS
@@ -233,12 +234,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if folders:
         # blocks, not sizes: the engine's files are sparse
         stats["bytes_on_disk"] = sum(f.stat().st_blocks * 512 for folder in folders for f in folder.rglob("*") if f.is_file())  # fmt: skip
-    if args.json:
-        print(json.dumps(stats, indent=2))
-    else:
-        for key, value in stats.items():
-            print(f"{key:>14}: {value}")
-    return 0
+    return _print_fields(stats, args.json)
 
 
 def _opened_store(args: argparse.Namespace) -> Any:
@@ -284,17 +280,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve /v1/embeddings (OpenAI and Jina), /v1/models, health and the Weaviate routes."""
-    try:
+    with needs_extra("server", "jinaclip serve"):
         import uvicorn
 
-        from .server import create_app, settings_from_args
-    except ImportError as exc:
-        raise ImportError(f'jinaclip serve needs FastAPI and uvicorn ({exc}): pip install "jinaclip-integrations[server]"') from exc  # fmt: skip
-    settings = settings_from_args(args)
-    if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"jinaclip: warning: serving on {args.host} without an API key: anyone who can reach this port can "
-              "use it; set --api-key or JINACLIP_API_KEY", file=sys.stderr)  # fmt: skip
-    app = create_app(_engine(args), settings)
+        from .server import create_app, open_host_warning, settings_from_args
+    server_settings = settings_from_args(args)
+    if warning := open_host_warning(server_settings, args.host):
+        print(f"jinaclip: {warning}", file=sys.stderr)
+    app = create_app(_engine(args), server_settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
 
@@ -311,11 +304,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         "tasks": list(engine.tasks),
         "max_length": engine.max_length,
     }
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            print(f"{key:>15}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+    return _print_fields(info, args.json)
+
+
+def _print_fields(fields: dict[str, Any], as_json: bool) -> int:
+    """Print a description: JSON, or one aligned ``name: value`` line per field."""
+    if as_json:
+        print(json.dumps(fields, indent=2))
+        return 0
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        print(f"{key:>{width}}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
     return 0
 
 
@@ -361,7 +360,7 @@ def _vectorizer(args: argparse.Namespace, *, create: bool):
 
 def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     """The argument parser, with ``values`` (see :func:`defaults`) as the defaults."""
-    from . import __version__
+    from ._version import __version__
     from .server import add_server_arguments
 
     parser = argparse.ArgumentParser(

@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, Literal
 
-try:
+from ._lazy import needs_extra
+
+with needs_extra("langchain", "jinaclip_integrations.langchain"):
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
@@ -29,14 +31,10 @@ try:
     from langchain_qdrant import QdrantVectorStore, RetrievalMode
     from pydantic import BaseModel, ConfigDict, Field, model_validator
     from qdrant_client import models
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
-    raise ImportError(
-        'jinaclip_integrations.langchain needs LangChain: pip install "jinaclip-integrations[langchain]"'
-    ) from exc
 
 from . import settings
-from ._adapter import DEFAULT_QUERY_TASK, configure_adapter
-from .engine import JinaCLIPEngine
+from ._adapter import configure_adapter
+from .engine import QUERY_TASK, JinaCLIPEngine
 from .fusion import fuse_modalities
 
 __all__ = ["JinaCLIPEmbeddings", "LangChainCrossModalRetriever", "MultimodalQdrantVectorStore"]
@@ -81,7 +79,7 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
     """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes)."""
     batch_size: int = Field(default=32, gt=0)
     """Texts or images per forward pass."""
-    query_task: str | None = DEFAULT_QUERY_TASK
+    query_task: str | None = QUERY_TASK
     """Task instruction for queries; by default none on a model without tasks (jina-clip-v1)."""
     document_task: str | None = None
     """Task instruction for documents (None: no instruction, as the model expects)."""

@@ -16,22 +16,20 @@ import asyncio
 from functools import partial
 from typing import Any
 
-try:
+from ._lazy import needs_extra
+
+with needs_extra("llama-index", "jinaclip_integrations.llama_index"):
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.callbacks import CallbackManager
-    from llama_index.core.embeddings import MultiModalEmbedding
+    from llama_index.core.embeddings import BaseEmbedding, MultiModalEmbedding
     from llama_index.core.indices import MultiModalVectorStoreIndex
     from llama_index.core.schema import ImageType, NodeWithScore, QueryBundle
     from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilters, VectorStoreQuery
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
-    raise ImportError(
-        'jinaclip_integrations.llama_index needs LlamaIndex: pip install "jinaclip-integrations[llama-index]"'
-    ) from exc
 
 from . import settings
-from ._adapter import DEFAULT_QUERY_TASK, configure_adapter
-from .engine import JinaCLIPEngine
+from ._adapter import configure_adapter
+from .engine import QUERY_TASK, JinaCLIPEngine
 from .fusion import check_image_weight, fuse_modalities
 
 __all__ = ["JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever"]
@@ -73,7 +71,7 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
     )
     dimensions: int | None = Field(default=None, description="Matryoshka truncation (one of the model's sizes).")
     query_task: str | None = Field(
-        default=DEFAULT_QUERY_TASK,
+        default=QUERY_TASK,
         description="Task instruction for queries (by default none on a model without tasks, e.g. jina-clip-v1).",
     )
     document_task: str | None = Field(default=None, description="Task instruction for texts being indexed.")
@@ -161,7 +159,8 @@ class LlamaIndexCrossModalRetriever(BaseRetriever):
     path or URL) with its image side, so an image finds passages as well as images (a bundle
     with both text and an image is searched by its text). A bundle that already carries an
     ``embedding`` is searched with it as is. The index's text and image embed models must be
-    one model: the same vector searches both stores.
+    one model: the same vector searches both stores. LlamaIndex does not expose an index's
+    text ``embed_model``, so pass it as ``embed_model`` to have that checked.
 
     Each side returns ``fetch_k`` candidates (at least ``k``) scoring at least ``min_score``;
     :func:`jinaclip_integrations.fusion.fuse_modalities` standardizes each side's scores,
@@ -186,10 +185,11 @@ class LlamaIndexCrossModalRetriever(BaseRetriever):
         min_score: float | None = None,
         filters: MetadataFilters | None = None,
         callback_manager: CallbackManager | None = None,
+        embed_model: BaseEmbedding | None = None,
     ) -> None:
         if k < 1 or fetch_k < 1:
             raise ValueError(f"k and fetch_k must be at least 1, got k={k}, fetch_k={fetch_k}")
-        text_model, image_model = getattr(index, "_embed_model", None), index.image_embed_model
+        text_model, image_model = embed_model, index.image_embed_model
         shares_engine = getattr(text_model, "engine", None) is getattr(image_model, "engine", False)
         if text_model is not None and text_model is not image_model and not shares_engine:
             raise ValueError(

@@ -116,7 +116,14 @@ class SearchHit:
 
 
 class VectorStore(Protocol):
-    """A collection of points (one per text chunk or image) with full-size, normalized vectors."""
+    """A collection of points (one per text chunk or image) with full-size, normalized vectors.
+
+    ``appends_only``: the store can add points but not remove or search them (Parquet files);
+    its ``delete`` and ``query`` raise ``NotImplementedError``. Stores without the attribute
+    do all of it.
+    """
+
+    appends_only: bool = False
 
     def layout(self) -> CollectionLayout | None:
         """The layout of the existing collection (:data:`UNKNOWN_LAYOUT` if not made by this

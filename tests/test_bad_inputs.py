@@ -23,7 +23,7 @@ from test_images import _png_claiming
 
 from conftest import V2_TINY
 from jinaclip_integrations import InputError, JinaCLIPEngine
-from jinaclip_integrations.engine import images
+from jinaclip_integrations.engine import inputs
 from jinaclip_integrations.ingest import items as ingest_items
 from jinaclip_integrations.ingest.chunking import ChunkOptions
 from jinaclip_integrations.ingest.files import file_items, read_source
@@ -176,7 +176,7 @@ def site() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def short_url_timeout(monkeypatch) -> None:
-    monkeypatch.setattr(images, "URL_TIMEOUT_S", TIMEOUT_S)
+    monkeypatch.setattr(inputs, "URL_TIMEOUT_S", TIMEOUT_S)
 
 
 @pytest.mark.parametrize("path", ["/image.png", "/binary"])
@@ -264,7 +264,7 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(engine, monkeypat
     monkeypatch.setattr(Image.Image, "load", no_decoding)
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(InputError, match="more than the limit"):
-        images.load_image(data, 0, 1_000_000)
+        inputs.load_image(data, 0, 1_000_000)
 
 
 # -- images: the matrix, failing loudly or skipped --------------------------------------------------

@@ -23,8 +23,8 @@ from PIL import ExifTags, Image
 
 from conftest import V2_TINY
 from jinaclip_integrations import InputError, JinaCLIPEngine
-from jinaclip_integrations.engine import images
-from jinaclip_integrations.engine.images import load_image
+from jinaclip_integrations.engine import inputs
+from jinaclip_integrations.engine.inputs import load_image
 
 GRADIENT = V2_TINY / "rgb_gradient_64x48.png"
 CMYK = V2_TINY / "cmyk_45x45.jpg"
@@ -464,7 +464,7 @@ def test_heic_is_read_through_pillow_heif():
 
 
 def test_avif_is_read_by_pillow_even_with_pillow_heif_registered():
-    images._heif_opener()  # pillow-heif's opener registered (if installed) must not take AVIF over
+    inputs._heif_opener()  # pillow-heif's opener registered (if installed) must not take AVIF over
     data = _encode(Image.fromarray(SMOOTH), "AVIF", quality=95)
     assert data[4:12] == b"ftypavif"
     assert np.abs(_pixels(data).astype(int) - SMOOTH).mean() < 3
@@ -474,9 +474,9 @@ def test_avif_is_read_by_pillow_even_with_pillow_heif_registered():
 def without_pillow_heif(monkeypatch):
     """As if pillow-heif were not installed: its import fails, and the opener is looked up again."""
     monkeypatch.setitem(sys.modules, "pillow_heif", None)
-    images._heif_opener.cache_clear()
+    inputs._heif_opener.cache_clear()
     yield
-    images._heif_opener.cache_clear()  # before monkeypatch restores the module: found again next time
+    inputs._heif_opener.cache_clear()  # before monkeypatch restores the module: found again next time
 
 
 def test_heic_without_pillow_heif_says_what_to_install(engine, without_pillow_heif):
@@ -490,7 +490,7 @@ def test_pillow_heif_is_imported_only_for_a_heif_image():
     code = (
         "import sys, io\n"
         "from PIL import Image\n"
-        "from jinaclip_integrations.engine.images import load_image\n"
+        "from jinaclip_integrations.engine.inputs import load_image\n"
         f"load_image({str(GRADIENT)!r}, 0)\n"
         "assert 'pillow_heif' not in sys.modules, 'imported too early'\n"
         "try:\n"
@@ -510,3 +510,43 @@ def test_an_avif_with_the_generic_mif1_brand_is_not_taken_for_heic(engine, witho
     mif1 = avif[:8] + b"mif1" + avif[12:]
     assert b"avif" in mif1[16:32]
     np.testing.assert_allclose(engine.encode_image([mif1]), engine.encode_image([avif]), atol=1e-6)
+
+
+# -- one dispatch: what an input is ------------------------------------------------------------
+
+
+def test_every_spelling_of_a_file_resolves_to_its_bytes(tmp_path, monkeypatch):
+    """A file, its ``file://`` URI, ``~`` path, bytes, base64, data URI and file object are the
+    same encoded bytes: what the engine decodes and the ingest pipeline hashes."""
+    data = GRADIENT.read_bytes()
+    b64 = base64.b64encode(data).decode()
+    monkeypatch.setenv("HOME", str(GRADIENT.parent))
+    spellings = [GRADIENT, str(GRADIENT), GRADIENT.as_uri(), f"~/{GRADIENT.name}", data, bytearray(data), b64,
+                 f"data:image/png;base64,{b64}", io.BytesIO(data)]  # fmt: skip
+    sources = [inputs.resolve_image(item, 0) for item in spellings]
+    assert {(s.kind, s.data) for s in sources} == {("bytes", data)}
+    assert [s.path for s in sources[:4]] == [os.path.abspath(GRADIENT)] * 4 and sources[4].path is None
+
+
+def test_urls_arrays_and_pil_images_are_resolved_without_reading_them():
+    url, array, pil = "http://127.0.0.1:9/never-fetched.png", np.zeros((2, 2), np.float32), Image.new("RGB", (1, 1))
+    assert (inputs.resolve_image(url, 0).kind, inputs.resolve_image(url, 0).value) == ("url", url)
+    assert inputs.resolve_image(array, 0).value is array  # checked when decoded, not here
+    assert inputs.resolve_image(pil, 0).value is pil
+
+
+def test_a_missing_string_is_image_not_found_and_a_file_over_the_cap_is_refused(tmp_path):
+    with pytest.raises(inputs.ImageNotFound, match="file not found: 'no/such.png'"):
+        inputs.resolve_image("no/such.png", 3)
+    with pytest.raises(InputError, match=r"index 0: .*gradient_64x48.png' is larger than 100 bytes"):
+        inputs.resolve_image(GRADIENT, 0, max_bytes=100)
+
+
+def test_resolving_and_keying_images_imports_no_torch():
+    code = (
+        "import sys\n"
+        "from jinaclip_integrations.ingest.items import IngestReport, iter_image_items\n"
+        f"list(iter_image_items([{str(GRADIENT)!r}], None, IngestReport(), 'raise'))\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

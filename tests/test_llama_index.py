@@ -185,11 +185,13 @@ def test_retriever_min_score_and_model_check(index, embed_model):
     query = QueryBundle(query_str="", image_path=IMAGES[2])
     hits = LlamaIndexCrossModalRetriever(index, k=8, min_score=0.999).retrieve(query)
     assert [h.node.image_path for h in hits] == [IMAGES[2]]  # only the identical image is that close
+    mock = MockEmbedding(embed_dim=64)
     other = MultiModalVectorStoreIndex(
         [TextNode(text="x")], storage_context=StorageContext.from_defaults(vector_store=SimpleVectorStore()),
-        embed_model=MockEmbedding(embed_dim=64), image_embed_model=embed_model,
+        embed_model=mock, image_embed_model=embed_model,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="must be the same model"):
-        LlamaIndexCrossModalRetriever(other)
+    with pytest.raises(ValueError, match="must be the same model"):  # LlamaIndex does not expose embed_model: given
+        LlamaIndexCrossModalRetriever(other, embed_model=mock)
+    LlamaIndexCrossModalRetriever(index, embed_model=embed_model)  # the same model passes
     with pytest.raises(ValueError, match="image_weight must be a finite number >= 0"):
         LlamaIndexCrossModalRetriever(index, image_weight=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -89,7 +90,8 @@ def test_core_dependencies_only():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {dep.split(">")[0].split("=")[0].split("<")[0].strip().lower() for dep in project["dependencies"]}
     assert names == CORE
-    assert project["version"] == jinaclip_integrations.__version__
+    assert project["dynamic"] == ["version"]  # read from jinaclip_integrations/_version.py
+    assert importlib.metadata.version("jinaclip-integrations") == jinaclip_integrations.__version__
     extras = project["optional-dependencies"]
     assert {"langchain", "llama-index", "qdrant", "weaviate", "server", "heif", "ray", "test"} <= set(extras)
     assert "jinaclip-integrations[langchain,llama-index,qdrant,weaviate,server,heif,ray,documents]" in extras["test"]

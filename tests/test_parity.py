@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import golden_v2_folders, load_engine
-from jinaclip_integrations.engine.images import load_image
+from jinaclip_integrations.engine.inputs import load_image
 
 EMB = dict(atol=1e-5, rtol=1e-4)
 TASKS = {"none": None, "query": "retrieval.query"}

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import golden_v1_folders, load_engine
-from jinaclip_integrations.engine.images import load_image
+from jinaclip_integrations.engine.inputs import load_image
 from jinaclip_integrations.engine.jinabert import JinaBertTower, alibi_slopes
 
 EMB = dict(atol=1e-5, rtol=1e-4)

@@ -8,12 +8,14 @@ Stores are compared as in ``test_sync``; its long text and PDF are reused.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import pickle
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,13 @@ from jinaclip_integrations import InputError, JinaCLIPEngine, StoreError, cli, s
 from jinaclip_integrations.ingest.chunking import ChunkOptions
 from jinaclip_integrations.ingest.items import IngestReport
 from jinaclip_integrations.ingest.sync import fit_chunking
-from jinaclip_integrations.qdrant import QdrantVectorizer, named_vectors
-from jinaclip_integrations.ray import RayIndexResult, index_with_ray, job, sinks
+from jinaclip_integrations.qdrant import QdrantVectorizer, named_vectors, open_store
+from jinaclip_integrations.qdrant.client import ClientStore
+from jinaclip_integrations.ray import RayIndexResult, index_with_ray, job, targets
 from jinaclip_integrations.ray.listing import list_files
+from jinaclip_integrations.ray.parquet import PARQUET_COLUMNS, ParquetStore
 from jinaclip_integrations.ray.stages import Embedder, preprocess_images, read_files
+from jinaclip_integrations.store import CollectionLayout, VectorStore
 
 JOB = {"model_name": str(V2_TINY), "batch_size": 64, "show_progress": False}
 BAD = {"corrupt.jpg": "cannot decode image", "latin1.txt": "not UTF-8 text"}
@@ -133,38 +138,45 @@ def test_uris_are_listed_by_the_walks_rules(tmp_path):
 
 def test_the_stages_into_a_qdrant_server_as_workers_run_them(tmp_path, engine, monkeypatch):
     """The read, decode, embed and write stages for a Qdrant URL, run here on one batch with an in-memory client
-    standing in for the server (no Qdrant server runs here): the workers' pickled sink writes the single-process
+    standing in for the server (no Qdrant server runs here): the driver's target is the package's own ClientStore, the
+    write tasks get a picklable recipe, reopen the collection from it once per process and write the single-process
     points, and a second pass, given what is stored, finds every stored file unchanged. A URI's file is read through
     its pyarrow filesystem into the same chunks."""
     docs = make_folder(tmp_path)
     expected = QdrantClient(":memory:")
     QdrantVectorizer(expected, "docs", engine=engine, on_error="skip", show_progress=False).sync([docs])
     client = QdrantClient(":memory:")
-    monkeypatch.setattr(sinks, "_connect", lambda url, api_key: client)
+    monkeypatch.setattr(targets, "connect", lambda url, api_key: client)
     spec = JinaCLIPEngine.from_pretrained(V2_TINY, weights=False)
-    driver = sinks.QdrantServerSink(client, "http://qdrant:6333", "k", "docs")
-    driver.open(spec, None, None)
-    sink = pickle.loads(pickle.dumps(driver))  # as the workers get it: without the driver's client
-    assert (sink.store, sink.client, sink.url, sink.api_key, sink.layout) == (None, None, "http://qdrant:6333", "k", driver.layout)  # fmt: skip
     options = fit_chunking(ChunkOptions(), spec.max_positions)
     embedder = Embedder(str(V2_TINY), "cpu", None, options.max_tokens + 2)
     files = list_files([docs]).files
+    server = targets.RemoteQdrant("http://qdrant:6333", "k", "docs")
+    with ExitStack() as stack:
+        driver = targets.open_target(stack, None, server, None, "docs")
+        layout = driver.open(targets.target_layout(driver, spec, None, None))
+        recipe = pickle.loads(pickle.dumps(targets.task_writer(driver, server, layout)))  # as the write tasks get it
+        assert isinstance(driver, ClientStore) and targets.removes_points(driver)
+        assert recipe == dataclasses.replace(server, layout=layout) and driver.layout() == layout
+        assert isinstance(recipe.open(), ClientStore) and recipe.open() is recipe.open()  # once per worker process
 
-    def stages(stored: dict[str, list[str]]) -> list[str]:
-        rows = [{"source": f.source, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "position": i,
-                 "stored": stored.get(f.source)} for i, f in enumerate(files)]  # fmt: skip
-        table = read_files(pa.Table.from_pylist(rows), filesystem=None, spec=spec, options=options, removes=True)
-        table = embedder(preprocess_images(table, preprocessor=spec.preprocessor, max_pixels=spec.max_image_pixels))
-        return sorted(f"{kind} {status}" for kind, status in zip(*sink.write(table).select(["kind", "status"]).to_pydict().values(), strict=True))  # fmt: skip
+        def stages(stored: dict[str, list[str]]) -> list[str]:
+            rows = [{"source": f.source, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "position": i,
+                     "stored": stored.get(f.source)} for i, f in enumerate(files)]  # fmt: skip
+            table = read_files(pa.Table.from_pylist(rows), filesystem=None, spec=spec, options=options, removes=True)
+            table = embedder(preprocess_images(table, preprocessor=spec.preprocessor, max_pixels=spec.max_image_pixels))  # fmt: skip
+            written = targets.write_task(table, target=recipe).select(["kind", "status"]).to_pydict().values()
+            return sorted(f"{kind} {status}" for kind, status in zip(*written, strict=True))
 
-    found = stages({})
-    assert found.count("file read") == len(files) - 1 and found.count("point failed") == 1  # latin1.txt; corrupt.jpg
-    stored = {s.source: [] for s in files}
-    for point_id, payload in driver.scroll(["source"]):
-        stored[payload["source"]].append(point_id)
-    assert_same_store(server_points(client), server_points(expected))
-    again = stages({source: ids for source, ids in stored.items() if ids})  # only the bad files come again
-    assert again == sorted(["file failed", "file read", "point failed"] + ["file unchanged"] * (len(files) - 2))
+        found = stages({})  # latin1.txt fails as a file, corrupt.jpg as a point
+        assert found.count("file read") == len(files) - 1 and found.count("point failed") == 1
+        stored = {s.source: [] for s in files}
+        for point_id, payload in driver.scroll(["source"]):
+            stored[payload["source"]].append(point_id)
+        assert_same_store(server_points(client), server_points(expected))
+        again = stages({source: ids for source, ids in stored.items() if ids})  # only the bad files come again
+        assert again == sorted(["file failed", "file read", "point failed"] + ["file unchanged"] * (len(files) - 2))
+    assert targets.task_writer(open_store(tmp_path / "local"), None, layout) is None  # the driver writes a local store
 
     [uri] = (listing := list_files([f"file://{docs}/long.txt"])).files
     row = {"source": uri.source, "path": uri.path, "size": uri.size, "mtime_ns": uri.mtime_ns, "position": 0, "stored": None}  # fmt: skip
@@ -173,6 +185,59 @@ def test_the_stages_into_a_qdrant_server_as_workers_run_them(tmp_path, engine, m
     assert {payload["source"] for payload in chunks} == {f"file://{docs}/long.txt"}
     local = sorted((p["chunk"], p["text"]) for p, _ in server_points(expected).values() if p["source"] == str(docs / "long.txt"))  # fmt: skip
     assert [(p["chunk"], p["text"]) for p in chunks] == local and len(local) > 3
+
+
+def test_a_parquet_store_is_a_vector_store(tmp_path):
+    """ParquetStore has the protocol's methods: open creates the folder, each upsert writes one whole file named by
+    its IDs (a retried one writes the same file), existing, scroll and count read them back, a reopen with another
+    layout or of files without payloads is refused; it says beforehand that it only appends, and what Parquet cannot
+    do raises NotImplementedError."""
+    for name, method in vars(VectorStore).items():
+        if not name.startswith("_") and callable(method):
+            assert inspect.signature(getattr(ParquetStore, name)).parameters.keys() == inspect.signature(method).parameters.keys(), name  # fmt: skip
+    layout = CollectionLayout("jina-clip-v2-tiny", 32, 8, "default")
+    folder = tmp_path / "vectors"
+    store = ParquetStore(folder)
+    assert (store.layout(), store.count(), list(store.scroll(["source"])), store.folders()) == (None, 0, [], [folder])
+    with pytest.raises(StoreError, match="is not open"):
+        store.upsert(["a"], np.ones((1, 32), np.float32), [{}])
+    assert store.open(layout) == layout and folder.is_dir()
+    vectors = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    payloads = [{"modality": "text", "source": "/a.txt", "text": "café", "chunk": 0},
+                {"modality": "text", "source": "/a.txt", "text": "bridges", "chunk": 1},
+                {"modality": "image", "source": "/b.png"}]  # fmt: skip
+    for _ in range(2):  # a retried write task
+        store.upsert(["1", "2", "3"], vectors, payloads)
+    store.upsert(["4"], vectors[:1], [{"modality": "text", "text": "in memory"}])
+    assert len(parts := sorted(folder.iterdir())) == 2 and all(p.name.startswith("part-") for p in parts)
+    assert store.existing(["1", "3", "9"]) == {"1", "3"} and store.count() == 4 and store.layout() == layout
+    assert dict(store.scroll(["source", "chunk"])) == {"1": {"source": "/a.txt", "chunk": 0}, "2": {"source": "/a.txt", "chunk": 1},
+                                                      "3": {"source": "/b.png"}, "4": {}}  # fmt: skip
+    table = pa.concat_tables(pq.read_table(p) for p in parts)
+    assert table.column_names == PARQUET_COLUMNS and json.loads(table.schema.metadata[b"jinaclip"]) == layout.describe()
+    rows = {row["id"]: row for row in table.to_pylist()}
+    assert [json.loads(rows[i]["payload"]) for i in "123"] == payloads
+    assert (rows["1"]["modality"], rows["1"]["source"], rows["1"]["text"], rows["4"]["source"]) == ("text", "/a.txt", "café", None)  # fmt: skip
+    np.testing.assert_allclose([rows[i]["vector"] for i in "123"], vectors)
+    np.testing.assert_allclose([rows[i]["short"] for i in "123"], named_vectors(vectors, 8)["short"])
+    assert pickle.loads(pickle.dumps(store)).existing(["2"]) == {"2"}  # as the write tasks get it
+    store.optimize()
+    store.close()
+
+    assert store.appends_only and not targets.removes_points(store) and store.vectors(["1"]) == {}
+    with pytest.raises(NotImplementedError, match="written once"):
+        store.delete(["1"])
+    with pytest.raises(NotImplementedError, match="another tool"):
+        store.query(vectors[0], 1, None)
+    with pytest.raises(StoreError, match="another layout"):
+        ParquetStore(folder).open(CollectionLayout("jina-clip-v2-tiny", 32, 16, "default"))
+    assert ParquetStore(folder).open(layout) == layout and ParquetStore(f"file://{folder}").folders() == []
+    older = tmp_path / "older"
+    older.mkdir()
+    pq.write_table(pa.table({"id": ["a"]}).replace_schema_metadata({b"jinaclip": json.dumps(layout.describe())}), older / "part-0.parquet")  # fmt: skip
+    with pytest.raises(StoreError, match="older jinaclip, without payloads"):
+        ParquetStore(older).open(layout)
 
 
 def server_points(client: QdrantClient) -> dict[str, tuple[dict, np.ndarray]]:
@@ -236,7 +301,7 @@ def test_into_parquet_through_a_crashed_actor_and_a_rerun_reads_nothing(cluster,
     expected = synced(engine, docs, tmp_path / "single")
     same_report(report, expected)
     table = pq.read_table(out)
-    assert table.column_names == sinks.PARQUET_COLUMNS and report.stored == table.num_rows == expected.added
+    assert table.column_names == PARQUET_COLUMNS and report.stored == table.num_rows == expected.added
     assert json.loads(table.schema.metadata[b"jinaclip"])["jinaclip_model"] == "jina-clip-v2-tiny"
     single = points(tmp_path / "single" / "jina-clip")
     rows = {row["id"]: row for row in table.to_pylist()}

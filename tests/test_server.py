@@ -32,7 +32,9 @@ import pytest
 from _servers import serve
 from jinaclip_integrations.errors import InputError
 from jinaclip_integrations.server import ServerSettings, add_server_arguments, create_app, security, settings_from_args
-from jinaclip_integrations.server.batcher import BatcherClosed, MicroBatcher
+from jinaclip_integrations.server.batcher import BatcherClosed, MicroBatcher, OutOfMemory
+from jinaclip_integrations.server.http import BadRequest, Failure, failure, validate
+from jinaclip_integrations.server.schemas import VectorRequest, VectorsRequest
 from jinaclip_integrations.weaviate import inference_router
 
 ATOL = 1e-5
@@ -741,6 +743,9 @@ async def test_not_ready_without_the_lifespan_then_ready(engine):
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/ready")).status_code == 503
         assert_error(await client.post("/v1/embeddings", json={"input": ["a"], "user": "u"}), 503, "openai", "not ready")  # fmt: skip
+        weaviate = await client.post("/vectorize", json={"texts": ["a"]})  # the same status, in Weaviate's shape
+        assert weaviate.status_code == 503
+        assert weaviate.json() == {"error": "the server is not ready or is shutting down"}
         async with app.router.lifespan_context(app):
             assert (await client.get("/ready")).json() == {"status": "ready"}
             assert (await client.post("/v1/embeddings", json={"input": ["a"]})).status_code == 200
@@ -765,6 +770,33 @@ async def test_timeouts_and_failures(engine, fake, settings, status, pattern):
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:  # fmt: skip
         assert_error(await client.post("/v1/embeddings", json={"input": ["a"], "encoding_format": "float"}), status, "openai", pattern)  # fmt: skip
         assert_error(await client.post("/v1/embeddings", json={"input": ["a"], "normalized": True}), status, "jina", pattern)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "exc, timeout_s, expected",
+    [
+        (BadRequest("bad option", "dimensions"), None, Failure(400, "bad option", "dimensions")),
+        (InputError(2, "broken", kind="image"), None, Failure(400, "invalid image at index 2: broken", "input")),
+        (BatcherClosed("stopped"), None, Failure(503, "the server is not ready or is shutting down")),
+        (OutOfMemory("ran out of memory"), None, Failure(503, "ran out of memory", headers={"Retry-After": "1"})),
+        (asyncio.TimeoutError(), 2.5, Failure(504, "the request took longer than 2.5 s")),
+        (asyncio.TimeoutError(), None, Failure(500, "embedding failed: TimeoutError: ")),  # no timeout was set
+        (RuntimeError("boom \ud800"), None, Failure(500, "embedding failed: RuntimeError: boom \\ud800")),
+    ],
+)
+def test_one_mapping_from_exceptions_to_statuses(exc, timeout_s, expected):
+    """What both route families answer for what their work raised (each in its own shape)."""
+    assert failure(exc, "embedding", timeout_s) == expected
+
+
+def test_one_validator_names_the_field_or_the_item():
+    with pytest.raises(BadRequest, match=r"^config.dimensions: Input should be a valid integer") as caught:
+        validate(VectorRequest, {"text": "a", "config": {"dimensions": "16"}})
+    assert caught.value.param == "config"
+    with pytest.raises(InputError, match=r"^invalid text at index 1: Input should be a valid string"):
+        validate(VectorsRequest, {"texts": ["a", 5]}, {"texts": "text"})  # an item: named by its index
+    with pytest.raises(BadRequest, match=r"^texts.1: Input should be a valid string"):
+        validate(VectorsRequest, {"texts": ["a", 5]})
 
 
 def test_openapi_documents_the_bodies(http):
@@ -837,7 +869,7 @@ def test_heic_images_are_read_or_the_error_says_what_to_install(http, engine, mo
 
     from PIL import Image
 
-    from jinaclip_integrations.engine import images as engine_images
+    from jinaclip_integrations.engine import inputs as engine_inputs
 
     pillow_heif = pytest.importorskip("pillow_heif")
     buf = io.BytesIO()
@@ -847,10 +879,10 @@ def test_heic_images_are_read_or_the_error_says_what_to_install(http, engine, mo
     np.testing.assert_allclose(got[1], engine.encode_image([heic])[0], atol=ATOL)
 
     monkeypatch.setitem(sys.modules, "pillow_heif", None)
-    engine_images._heif_opener.cache_clear()
+    engine_inputs._heif_opener.cache_clear()
     monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if k != "HEIF"})
     try:
         response = http.post("/v1/embeddings", json={"input": [{"text": "x"}, {"image": b64(heic)}]})
     finally:
-        engine_images._heif_opener.cache_clear()
+        engine_inputs._heif_opener.cache_clear()
     assert response.status_code == 400 and "index 1" in response.text and "[heif]" in response.text, response.text

@@ -143,7 +143,7 @@ def test_meta_the_error_capture_sees_uvicorn_and_package_errors(engine):
     """The log capture used below is not blind."""
     with gated_server(engine) as (url, _, batcher), errors_logged() as errors:
         logging.getLogger("uvicorn.error").error("Exception in ASGI application")
-        logging.getLogger("jinaclip_integrations.server.app").error("embedding failed")
+        logging.getLogger("jinaclip_integrations.server.http").error("embedding failed")
         assert len(errors) == 2
 
 

@@ -328,3 +328,17 @@ def test_a_file_that_became_unreadable_keeps_its_last_good_version(tmp_path, eng
         assert {s.source for s in store.sources()} == {str(folder / "photo.png"), str(folder / "notes.txt")}
         with pytest.raises(TypeError, match="wrap a single text"):
             store.add_texts("one text")
+
+
+def test_points_of_a_file_added_otherwise_are_replaced_by_its_sync(tmp_path, engine):
+    """Points with a file's path but no file version (an image added in memory by path, or a
+    store written by an older jinaclip) are an outdated version of that file."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    shutil.copy(DATA / "red_circle.png", folder / "photo.png")
+    with QdrantVectorizer(tmp_path / "store", engine=engine, show_progress=False) as store:
+        store.add_images([folder / "photo.png"])
+        store.add_texts(["kept: no source"])
+        report = store.sync(folder)
+        assert (report.files["changed"], report.added, report.reused, report.removed) == (1, 1, 1, 1)
+        assert store.count() == 2 and {s.source for s in store.sources()} == {str(folder / "photo.png"), None}

@@ -295,8 +295,8 @@ class StubEngine:
     """Just what the routes read from an engine; ``encode_text`` is set per test."""
 
     name_or_path, embedding_dim, matryoshka_dims, tasks = "stub", 4, (), ()
+    output_dim, output_dims, query_task = 4, (4,), None
     device, dtype = "cpu", "torch.float32"
-    config = SimpleNamespace(truncate_dim=None)
 
 
 async def test_failures_are_500_with_an_error_body():
@@ -350,13 +350,53 @@ async def test_model_without_tasks_gets_no_query_instruction(tmp_path, engine):
         assert (await client.get("/meta")).json()["tasks"] == []
 
 
+# -- the launcher: python -m jinaclip_integrations.weaviate ------------------------------------------
+
+
 def test_module_runs_with_help():
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     result = subprocess.run([sys.executable, "-m", "jinaclip_integrations.weaviate", "--help"], env=env,
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for word in ("--model", "--device", "--dtype", "--host", "--port", "CLIP_INFERENCE_API", "/query"):
+    for word in ("--model", "--device", "--dtype", "--host", "--port", "CLIP_INFERENCE_API", "/query",
+                 "--api-key", "--weaviate-open", "--max-body-mb", "--max-items"):  # fmt: skip
         assert word in result.stdout
+
+
+async def test_the_launcher_serves_under_the_servers_key_and_limits(engine, tmp_path, monkeypatch):
+    """The launcher's app is the embedding server's, built from the server's options: the API
+    key guards the Weaviate routes (unless --weaviate-open) and the body limit applies to them."""
+    from jinaclip_integrations.weaviate.__main__ import build_app, build_parser
+
+    monkeypatch.setenv("JINACLIP_CONFIG", str(tmp_path / "no-config.toml"))
+    key = "launcher-key"
+    auth = {"Authorization": f"Bearer {key}"}
+    options = ["--model", str(V2_TINY), "--device", "cpu", "--api-key", key, "--max-body-mb", "0.01"]
+    args = build_parser().parse_args([*options, "--no-weaviate-open"])
+    assert (args.host, args.port) == ("127.0.0.1", 8080)  # Weaviate's usual port
+    app = build_app(args)
+    big = json.dumps({"texts": ["x" * 100] * 200}).encode()  # over 0.01 MiB
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:  # fmt: skip
+        assert_error(await client.post("/vectorize", json={"texts": ["a"]}), 401, r"^missing or invalid API key")
+        assert_error(await client.post("/vectorize", content=big, headers=auth), 413, r"^request body is too large: \d+ bytes; the limit is 10485 bytes")  # fmt: skip
+        answer = await client.post("/vectorize", json={"texts": ["a"]}, headers=auth)
+        assert answer.status_code == 200
+        np.testing.assert_allclose(answer.json()["textVectors"], engine.encode_text(["a"]), atol=ATOL)
+        assert (await client.post("/v1/embeddings", json={"input": ["a"]}, headers=auth)).status_code == 200
+        assert app.state.batcher.stats.requests == 2  # both through the server's batcher
+
+    app = build_app(build_parser().parse_args([*options, "--weaviate-open"]))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:  # fmt: skip
+        assert (await client.post("/query/vectors", json={"text": "a"})).status_code == 200
+        assert (await client.post("/v1/embeddings", json={"input": ["a"]})).status_code == 401
+        assert_error(await client.post("/vectors", content=big), 413, r"^request body is too large")
+
+
+def test_the_launcher_refuses_an_option_out_of_range():
+    from jinaclip_integrations.weaviate.__main__ import main
+
+    with pytest.raises(SystemExit, match=r"error: max_items must be positive, got 0"):
+        main(["--max-items", "0"])
 
 
 def test_a_checkpoint_truncating_its_output_offers_only_the_sizes_below_it(tmp_path):

@@ -1,7 +1,8 @@
 """The native jina-clip engine: model code, checkpoint loading, preprocessing and batching.
 
-Names are imported on first use: ``truncate_normalize`` needs only numpy, the engine imports
-torch (``jinaclip_integrations`` itself imports neither).
+Names are imported on first use: ``truncate_normalize`` needs only numpy, the image-input names
+(``resolve_image``, ``require_heif_support``, ...) PIL and numpy, the engine imports torch
+(``jinaclip_integrations`` itself imports none of them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .engine import QUERY_TASK, JinaCLIPEngine, LazyEngine, model_key, shared_engine
+    from .inputs import ImageNotFound, ImageSource, require_heif_support, resolve_image
     from .outputs import truncate_normalize
     from .tokenizer import Tokenized
 
@@ -22,16 +24,24 @@ _NAMES = {
     "LazyEngine": ".engine",
     "model_key": ".engine",
     "shared_engine": ".engine",
+    "ImageNotFound": ".inputs",
+    "ImageSource": ".inputs",
+    "require_heif_support": ".inputs",
+    "resolve_image": ".inputs",
     "truncate_normalize": ".outputs",
     "Tokenized": ".tokenizer",
 }
 
 __all__ = [
     "QUERY_TASK",
+    "ImageNotFound",
+    "ImageSource",
     "JinaCLIPEngine",
     "LazyEngine",
     "Tokenized",
     "model_key",
+    "require_heif_support",
+    "resolve_image",
     "shared_engine",
     "truncate_normalize",
 ]

@@ -8,7 +8,7 @@ tower's config from the config of the model named in ``text_config.hf_model_name
 ``text_config.hf_model_config_kwargs``; :func:`parse_config` does the same, given that base
 config (or ``None`` when it could not be found, in which case the built-in values below for the
 known base models are used). The base model also selects the architecture: JinaBERT with ALiBi
-biases (:class:`JinaBertConfig`) or XLM-RoBERTa with rotary positions (:class:`TextConfig`).
+biases (:class:`JinaBertConfig`) or XLM-RoBERTa with rotary positions (:class:`XLMRobertaConfig`).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class _TextTowerConfig:
 
 
 @dataclass(frozen=True)
-class TextConfig(_TextTowerConfig):
+class XLMRobertaConfig(_TextTowerConfig):
     """The XLM-RoBERTa-with-RoPE text tower (the architecture of jina-embeddings-v3)."""
 
     rotary_emb_base: float
@@ -111,7 +111,7 @@ class TextConfig(_TextTowerConfig):
 
     def __reduce__(self) -> tuple:  # picklable (to Ray workers): the read-only mapping as a dict
         state = {f.name: getattr(self, f.name) for f in fields(self)}
-        return _text_config, (dict(state, task_instructions=dict(self.task_instructions)),)
+        return _unpickle_xlm_roberta_config, (dict(state, task_instructions=dict(self.task_instructions)),)
 
     @property
     def active_adapter(self) -> int | None:
@@ -122,8 +122,8 @@ class TextConfig(_TextTowerConfig):
         return self.lora_adaptations.index(self.default_lora_task)
 
 
-def _text_config(state: dict[str, Any]) -> TextConfig:
-    return TextConfig(**dict(state, task_instructions=MappingProxyType(state["task_instructions"])))
+def _unpickle_xlm_roberta_config(state: dict[str, Any]) -> XLMRobertaConfig:
+    return XLMRobertaConfig(**dict(state, task_instructions=MappingProxyType(state["task_instructions"])))
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class PreprocessConfig:
 class JinaCLIPConfig:
     """The whole model: both towers, the Matryoshka dimensions and the preprocessing."""
 
-    text: TextConfig | JinaBertConfig
+    text: XLMRobertaConfig | JinaBertConfig
     vision: VisionConfig
     preprocess: PreprocessConfig
     matryoshka_dims: tuple[int, ...]
@@ -232,7 +232,9 @@ def _text_embed_dim(text_config: Mapping[str, Any], hidden: int) -> int:
     return embed_dim
 
 
-def parse_text_config(text_config: Mapping[str, Any], base: Mapping[str, Any] | None) -> TextConfig | JinaBertConfig:
+def parse_text_config(
+    text_config: Mapping[str, Any], base: Mapping[str, Any] | None
+) -> XLMRobertaConfig | JinaBertConfig:
     """Build the text tower's config the way the reference does, for the architecture the
     base model is: JinaBERT for ``jinaai/jina-bert-flash-implementation`` or any merged config
     with ``position_embedding_type`` ``"alibi"``, else XLM-RoBERTa with rotary positions.
@@ -284,7 +286,9 @@ def _parse_jina_bert_config(text_config: Mapping[str, Any], merged: Mapping[str,
     )
 
 
-def _parse_xlm_roberta_config(text_config: Mapping[str, Any], merged: Mapping[str, Any], where: str) -> TextConfig:
+def _parse_xlm_roberta_config(
+    text_config: Mapping[str, Any], merged: Mapping[str, Any], where: str
+) -> XLMRobertaConfig:
     """jina-clip-v2's XLM-RoBERTa-with-RoPE tower (jina-embeddings-v3), with its LoRA adapters
     and task instructions."""
     if merged.get("position_embedding_type", "rotary") != "rotary":
@@ -301,7 +305,7 @@ def _parse_xlm_roberta_config(text_config: Mapping[str, Any], merged: Mapping[st
     default_task = text_config.get("default_instruction_task")
     if default_task is not None and default_task not in instructions:
         raise CheckpointError(f"text_config.default_instruction_task {default_task!r} has no task instruction")
-    return TextConfig(
+    return XLMRobertaConfig(
         vocab_size=int(_require(merged, "vocab_size", where)),
         hidden_size=hidden,
         num_hidden_layers=int(_require(merged, "num_hidden_layers", where)),

@@ -23,9 +23,10 @@ from ..errors import InputError
 from ..progress import progress_bar
 from .batching import length_sorted_batches, prepared_batches, split_on_oom
 from .config import JinaCLIPConfig
-from .images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
+from .inputs import DEFAULT_MAX_IMAGE_PIXELS
 from .model import JinaCLIPModel
 from .outputs import truncate_normalize
+from .preprocess import ImagePreprocessor
 from .tokenizer import TextTokenizer, Tokenized
 from .weights import load_config, load_model, resolve_checkpoint
 

@@ -1,7 +1,7 @@
 """The two towers and the logit scale as one module, and the map from published weight names.
 
 The text tower is chosen by the type of the text config: jina-clip-v2's XLM-RoBERTa
-(:mod:`.text`) or jina-clip-v1's JinaBERT (:mod:`.jinabert`); both have the same contract (ids
+(:mod:`.xlm_roberta`) or jina-clip-v1's JinaBERT (:mod:`.jinabert`); both have the same contract (ids
 and mask in, mean-pooled fp32 features out). The vision tower is the same EVA02 code for both.
 ``JinaCLIPModel`` does no I/O: ``weights.py`` reads files and ``engine.py`` batches inputs.
 """
@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from . import jinabert, text, vision
-from .config import JinaBertConfig, JinaCLIPConfig, TextConfig
+from . import jinabert, vision, xlm_roberta
+from .config import JinaBertConfig, JinaCLIPConfig, XLMRobertaConfig
 
 VISION_PREFIX = "vision_model."
 
@@ -29,7 +29,9 @@ class TextArchitecture(NamedTuple):
 
 
 TEXT_ARCHITECTURES: dict[type, TextArchitecture] = {
-    TextConfig: TextArchitecture(text.TextTower, text.checkpoint_filter_fn, "text_model.transformer.roberta."),
+    XLMRobertaConfig: TextArchitecture(
+        xlm_roberta.XLMRobertaTower, xlm_roberta.checkpoint_filter_fn, "text_model.transformer.roberta."
+    ),
     JinaBertConfig: TextArchitecture(jinabert.JinaBertTower, jinabert.checkpoint_filter_fn, "text_model.transformer."),
 }
 

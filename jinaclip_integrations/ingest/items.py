@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import InputError
@@ -171,52 +170,26 @@ def iter_image_items(
 
 
 def _image_key(image: Any, index: int) -> tuple[Any, bytes, str | None]:
-    """``(content for the engine, bytes to hash, default source)`` of one in-memory image."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image), bytes(image), None
-    if isinstance(image, str) and image.startswith(("http://", "https://")):
-        return image, b"url:" + image.encode("utf-8"), image
-    if isinstance(image, str) and (image.startswith("data:") or len(image) > 4096):
-        data = _base64_bytes(image, index)
-        return data, data, None
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(str(image)[7:] if str(image).startswith("file://") else image).expanduser()
-        try:
-            is_file = path.is_file()
-        except (OSError, ValueError):  # a long base64 string is not a path
-            is_file = False
-        if is_file:
-            data = read_file(path, index, MAX_FILE_BYTES["image"])
-            return data, data, os.path.abspath(path)
-        if isinstance(image, str):
-            data = _base64_bytes(image, index)
-            return data, data, None
-        raise InputError(index, f"file not found: {str(path)!r}", kind="image")
-    if hasattr(image, "mode") and callable(getattr(image, "tobytes", None)):  # a PIL image
-        palette = (image.getpalette() or []) if hasattr(image, "getpalette") else []
-        head = f"pil:{image.mode}:{image.size}:{bytes(palette).hex()}:".encode()
-        return image, head + image.tobytes(), None
-    if hasattr(image, "dtype") and callable(getattr(image, "tobytes", None)):  # a numpy array
-        return image, f"array:{image.dtype}:{image.shape}:".encode() + image.tobytes(), None
-    if callable(getattr(image, "read", None)):  # a binary file object
-        data = image.read()
-        if isinstance(data, bytes):
-            return data, data, None
-    raise InputError(index, f"unsupported image type {type(image).__name__}; expected a path, bytes, "
-                     "base64 string, data URI, URL, PIL image, uint8 array or binary file object", kind="image")  # fmt: skip
+    """``(content for the engine, bytes to hash, default source)`` of one in-memory image, told
+    apart by the engine's own :func:`~jinaclip_integrations.engine.resolve_image`: the ID and the
+    vector come from one reading of the input (:func:`iter_image_items` says what is hashed)."""
+    from ..engine import ImageNotFound, resolve_image  # lazy: PIL and numpy load with the first image
 
-
-def _base64_bytes(text: str, index: int) -> bytes:
-    """The bytes of a data URI or a base64 string, decoded as the engine decodes them (so an
-    image has one ID whichever way it is spelled)."""
-    from ..engine.images import data_uri_bytes, decode_base64, looks_like_base64  # lazy: keeps torch out
-
-    if text.startswith("data:"):
-        return data_uri_bytes(text, index)
-    if looks_like_base64(text):
-        return decode_base64(text, index, "string")
-    shown = text if len(text) <= 80 else text[:77] + "..."
-    raise InputError(index, f"{shown!r} is not an existing file, a URL or valid base64", kind="image")
+    try:
+        source = resolve_image(image, index, max_bytes=MAX_FILE_BYTES["image"])
+    except ImageNotFound:
+        shown = image if len(image) <= 80 else image[:77] + "..."
+        raise InputError(index, f"{shown!r} is not an existing file, a URL or valid base64", kind="image") from None
+    if source.kind == "bytes":
+        return source.data, source.data, source.path
+    if source.kind == "url":
+        return source.value, b"url:" + source.value.encode("utf-8"), source.value
+    if source.kind == "pil":
+        pil = source.value
+        head = f"pil:{pil.mode}:{pil.size}:{bytes(pil.getpalette() or []).hex()}:".encode()
+        return pil, head + pil.tobytes(), None
+    array = source.value
+    return array, f"array:{array.dtype}:{array.shape}:".encode() + array.tobytes(), None
 
 
 def _metadata(metadata: dict | None, index: int, kind: str) -> dict[str, Any]:
@@ -247,15 +220,6 @@ def read_limited(read: Callable[[int], bytes], source: str, limit: int, index: i
     if len(data) > limit:
         raise InputError(index, f"{source} is larger than {limit} bytes, the most read from such a file", kind="file")  # fmt: skip
     return data
-
-
-def read_file(path: str | os.PathLike, index: int, limit: int) -> bytes:
-    """A file's bytes, at most ``limit`` of them; an ``InputError`` naming it otherwise."""
-    try:
-        with open(path, "rb") as f:
-            return read_limited(f.read, str(path), limit, index)
-    except OSError as exc:
-        raise InputError(index, f"cannot read {path}: {exc.strerror or exc}", kind="file") from None
 
 
 def embed_items(

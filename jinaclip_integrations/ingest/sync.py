@@ -62,10 +62,12 @@ class StoreIndex:
         for point_id, payload in store.scroll(VERSION_FIELDS):
             if payload.get("content_hash"):
                 self.by_content.setdefault(payload["content_hash"], point_id)
-            if payload.get("file_hash") is None or payload.get("source") is None:
-                continue  # added in memory, not from a file
+            if payload.get("source") is None:
+                continue  # a text added in memory
+            # a point with a source but no file version (added in memory with a path, or by an
+            # older jinaclip) is an outdated version of that file: replaced when it is synced
             stored = self.sources.setdefault(payload["source"], _Stored())
-            key = (payload["file_hash"], payload.get("chunking") or "")
+            key = (payload.get("file_hash") or "", payload.get("chunking") or "")
             stored.versions[key].append(point_id)
             stored.parts[key] = payload.get("parts", 0)
             stored.stat[key] = (payload.get("size"), payload.get("mtime_ns"))

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-try:
+from .._lazy import needs_extra
+
+with needs_extra("qdrant", "a Qdrant server"):
     from qdrant_client import QdrantClient, models
-except ImportError as exc:  # pragma: no cover - exercised by the packaging test
-    raise ImportError('a Qdrant server needs qdrant-client: pip install "jinaclip-integrations[qdrant]"') from exc
 
 from ..ingest.items import batched
 from ..store import UNKNOWN_LAYOUT, CollectionLayout, SearchHit, layout_mismatch

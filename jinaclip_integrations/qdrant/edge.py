@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._lazy import needs_extra
 from ..errors import StoreError
 from ..ingest.items import batched
 from ..store import UNKNOWN_LAYOUT, CollectionLayout, SearchHit, layout_mismatch
@@ -20,12 +21,8 @@ class EdgeStore(QdrantStore):
     """A collection in the embedded Qdrant engine (qdrant-edge-py): a folder on disk."""
 
     def __init__(self, path: Path) -> None:
-        try:
+        with needs_extra("qdrant", "the embedded Qdrant store"):
             import qdrant_edge
-        except ImportError as exc:
-            raise ImportError(
-                'the embedded Qdrant store needs qdrant-edge-py: pip install "jinaclip-integrations[qdrant]"'
-            ) from exc
         self.edge, self.path, self.shard = qdrant_edge, path, None
 
     @property

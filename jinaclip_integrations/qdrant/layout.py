@@ -84,10 +84,6 @@ class QdrantStore:
         """Local folders of the store (never indexed as data)."""
         return []
 
-    def ids(self) -> Iterator[str]:
-        """Every stored ID, a page at a time (for jobs whose workers cannot ask the store)."""
-        return (point_id for point_id, _ in self.scroll(()))
-
     def existing(self, ids: list[str]) -> set[str]:
         return {str(r.id) for r in self._retrieve(ids, False)} if ids else set()
 

@@ -19,9 +19,10 @@ payloads and vectors: :mod:`jinaclip_integrations.ingest`), as one Ray Data pipe
 4. **decode** (CPU tasks): images decoded, resized and cropped; a corrupt one fails;
 5. **embed** (a pool of actors, with ``num_gpus`` each when there are GPUs): each actor loads the engine once and
    embeds the texts and crops of each batch with the engine's own batching;
-6. **write** (:mod:`.sinks`): to a Qdrant server or cluster from CPU tasks, or to Parquet files from CPU tasks; a
-   local store (the embedded engine's folder, a ``QdrantClient`` in local mode) is single-process, so the driver
-   writes those batches as they arrive;
+6. **write** (:mod:`.targets`): every target is a :class:`~jinaclip_integrations.store.VectorStore`, written by
+   :func:`.rows.write_points`: a Qdrant server or cluster from CPU tasks, or Parquet files (:mod:`.parquet`) from CPU
+   tasks; a local store (the embedded engine's folder, a ``QdrantClient`` in local mode) is single-process, so the
+   driver writes those batches as they arrive;
 7. **finish** (driver): the older versions of the files whose new points are all stored are removed, then (unless
    ``prune=False``) the points of files gone from the roots; the report's counts are checked to add up.
 

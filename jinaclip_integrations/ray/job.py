@@ -18,21 +18,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import settings
+from .._lazy import needs_extra
 from ..ingest.chunking import ChunkOptions
 from ..ingest.files import chunking_label
 from ..ingest.items import Failure, IngestReport
 from ..ingest.readers import format_of
 from ..ingest.sync import StoreIndex, fit_chunking
 from .listing import JobFiles, list_files
-from .rows import EXISTING, FAILED, FILE, READ, STATUS_COLUMNS, UNCHANGED, WRITTEN
-from .sinks import Sink, open_sink
+from .rows import EXISTING, FAILED, FILE, READ, STATUS_COLUMNS, UNCHANGED, WRITTEN, write_points
 from .stages import Embedder, preprocess_images, read_files
+from .targets import RemoteQdrant, open_target, removes_points, target_layout, task_writer, write_task
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from qdrant_client import QdrantClient
 
-    from ..store import Preset
+    from ..store import Preset, VectorStore
+    from .parquet import ParquetStore
 
 
 @dataclass
@@ -81,7 +83,7 @@ def index_with_ray(
             sub-folder ``collection_name``) or a ``QdrantClient``.
         qdrant_url: a Qdrant server or cluster, written by the workers (``qdrant_api_key``, else ``QDRANT_API_KEY``
             of the driver's environment, authenticates them).
-        parquet: a folder (a path or URI) of Parquet files (see :class:`.sinks.ParquetSink`); its IDs are skipped,
+        parquet: a folder (a path or URI) of Parquet files (see :class:`.parquet.ParquetStore`); its IDs are skipped,
             and nothing is removed from it.
         collection_name, preset, short_dim: the Qdrant collection, created or checked as ``QdrantVectorizer`` does.
         model_name, device, dtype: the engine each actor loads: a hub name, or a folder that exists on every node.
@@ -117,14 +119,16 @@ def index_with_ray(
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     found = settings.values()
     model_name, device, dtype = model_name or found["model"], device or found["device"], dtype or found["dtype"]
-    sink = open_sink(store, qdrant_url, qdrant_api_key, parquet, collection_name or found["collection"])
+    collection = collection_name or found["collection"]
+    server = None if qdrant_url is None else RemoteQdrant(qdrant_url, qdrant_api_key or settings.value("qdrant_api_key"), collection)  # fmt: skip
     with ExitStack() as stack:
-        stack.callback(sink.close)
-        listing = list_files(paths, include=include, exclude=exclude, gitignore=gitignore, skip=sink.folders())
+        target = open_target(stack, store, server, parquet, collection)
+        listing = list_files(paths, include=include, exclude=exclude, gitignore=gitignore, skip=target.folders())
         spec = JinaCLIPEngine.from_pretrained(model_name, weights=False)
         options = fit_chunking(chunking or ChunkOptions(), spec.max_positions)
-        sink.open(spec, preset, short_dim)
-        driver = _Driver(listing, StoreIndex(sink), sink)
+        layout = target.open(target_layout(target, spec, preset, short_dim))
+        writer = task_writer(target, server, layout)
+        driver = _Driver(listing, StoreIndex(target), target)
         todo = driver.plan(options)
         if todo:
             if not ray.is_initialized():
@@ -132,21 +136,19 @@ def index_with_ray(
                 stack.callback(ray.shutdown)
             _quiet_unless(ray, show_progress, stack)
             engine = {"model_name": model_name, "device": device, "dtype": dtype, "max_length": options.max_tokens + 2}
-            dataset = _pipeline(ray, todo, listing, sink, spec, options, batch_size=batch_size, workers=workers,
-                                gpus=gpus_per_worker, cpus=cpus_per_worker, engine=engine)  # fmt: skip
+            dataset = _pipeline(ray, todo, listing, driver.removes, writer, spec, options, batch_size=batch_size,
+                                workers=workers, gpus=gpus_per_worker, cpus=cpus_per_worker, engine=engine)  # fmt: skip
             for finished in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                driver.tally(sink.write(finished) if sink.in_driver else finished)
+                driver.tally(finished if writer is not None else write_points(target, finished))
         report = driver.finish(prune)
-        report.stored = sink.count()
+        report.stored = target.count()
     return report
 
 
 def _import_ray() -> Any:
-    try:
+    with needs_extra("ray", "jinaclip_integrations.ray"):
         import ray
         import ray.data
-    except ImportError as exc:
-        raise ImportError(f'jinaclip_integrations.ray needs Ray Data ({exc}): pip install "jinaclip-integrations[ray]"') from exc  # fmt: skip
     return ray
 
 
@@ -170,11 +172,13 @@ def _file_schema() -> pa.Schema:
                       ("position", pa.int64()), ("stored", pa.list_(pa.string()))])  # fmt: skip
 
 
-def _pipeline(ray: Any, todo: list[dict[str, Any]], listing: JobFiles, sink: Sink, spec: Any, options: ChunkOptions, *,
-              batch_size: int, workers: int | None, gpus: float | None, cpus: float, engine: dict[str, Any]) -> Any:  # fmt: skip
-    """The lazy dataset of every file's and point's last state (and the points' vectors, for a sink the driver
-    writes). ``workers`` actors with ``gpus`` and ``cpus`` each (None: one per GPU of the cluster, else one on the
-    CPU) load the engine that ``engine`` describes."""
+def _pipeline(ray: Any, todo: list[dict[str, Any]], listing: JobFiles, removes: bool,
+              writer: RemoteQdrant | ParquetStore | None, spec: Any, options: ChunkOptions, *, batch_size: int,
+              workers: int | None, gpus: float | None, cpus: float, engine: dict[str, Any]) -> Any:  # fmt: skip
+    """The lazy dataset of every file's and point's last state: written by write tasks through ``writer``, or, with
+    none, embedded for the driver to write. ``removes``: the target deletes older versions. ``workers`` actors with
+    ``gpus`` and ``cpus`` each (None: one per GPU of the cluster, else one on the CPU) load the engine that
+    ``engine`` describes."""
     import pyarrow as pa
 
     if gpus is None:
@@ -182,7 +186,7 @@ def _pipeline(ray: Any, todo: list[dict[str, Any]], listing: JobFiles, sink: Sin
     workers = workers or (max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)) if gpus else 1)
     per_task = min(batch_size, -(-len(todo) // (2 * workers)))  # a small job still feeds every actor
     blocks = [pa.Table.from_pylist(todo[start : start + per_task], schema=_file_schema()) for start in range(0, len(todo), per_task)]  # fmt: skip
-    read = {"filesystem": listing.filesystem, "spec": spec, "options": options, "removes": sink.removes}
+    read = {"filesystem": listing.filesystem, "spec": spec, "options": options, "removes": removes}
     preprocess = {"preprocessor": spec.preprocessor, "max_pixels": spec.max_image_pixels}
     dataset = (
         ray.data.from_arrow(blocks)
@@ -198,8 +202,8 @@ def _pipeline(ray: Any, todo: list[dict[str, Any]], listing: JobFiles, sink: Sin
             num_cpus=cpus,
         )
     )
-    if not sink.in_driver:
-        dataset = dataset.map_batches(sink.write, batch_format="pyarrow")
+    if writer is not None:
+        dataset = dataset.map_batches(write_task, fn_kwargs={"target": writer}, batch_format="pyarrow")
     return dataset
 
 
@@ -218,8 +222,8 @@ class _FileState:
 class _Driver:
     """One job's bookkeeping in the driver: what is stored, which files are read, what came back."""
 
-    def __init__(self, listing: JobFiles, index: StoreIndex, sink: Sink) -> None:
-        self.listing, self.index, self.sink = listing, index, sink
+    def __init__(self, listing: JobFiles, index: StoreIndex, store: VectorStore) -> None:
+        self.listing, self.index, self.store, self.removes = listing, index, store, removes_points(store)
         self.report = RayIndexResult(ignored=list(listing.skipped), failed=list(listing.failed))
         self.report.files["failed"] += len(listing.failed)
         self.files: dict[str, _FileState] = {}
@@ -277,22 +281,22 @@ class _Driver:
                 report.files["failed"] += 1
                 continue
             report.files["new" if stored is None else "changed"] += 1
-            if stored is not None and self.sink.removes:  # as a single-process sync: those that could be stored
+            if stored is not None and self.removes:  # as a single-process sync: those that could be stored
                 key = (info["file_hash"], info["chunking"])
                 stale += [i for version, ids in stored.versions.items() if version != key for i in ids]
         self._check()  # before anything is removed
         if stale:
-            self.sink.delete(stale)
+            self.store.delete(stale)
             report.removed += len(stale)
-        if prune and self.sink.removes:
+        if prune and self.removes:
             listed = self.listing.listed()
             gone = [source for source in index.sources if source not in listed and self.listing.covers(source)]
             ids = [i for source in gone for versions in index.sources[source].versions.values() for i in versions]
             if ids:
-                self.sink.delete(ids)
+                self.store.delete(ids)
             report.removed += len(ids)
             report.files["removed"] += len(gone)
-        self.sink.finish()
+        self.store.optimize()
         return report
 
     def _check(self) -> None:

@@ -8,17 +8,21 @@ Every stage takes and returns a table of rows of two kinds:
 * a **point row** per text chunk or image of a file read: ``new`` (to embed), ``existing``
   (stored before the job), then ``embedded`` and ``written``, or ``failed`` on the way.
 
-Only :data:`STATUS_COLUMNS` come back to the driver, which counts them (:mod:`.job`).
+Every target is written by :func:`write_points`; only :data:`STATUS_COLUMNS` come back to the driver, which counts
+them (:mod:`.job`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from ..store import VectorStore
 
 FILE, POINT = "file", "point"
 #: states of a file row
@@ -63,11 +67,15 @@ def vectors_of(table: pa.Table) -> np.ndarray:
     return flat.reshape(len(table), -1)
 
 
-def split_embedded(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """``(the embedded point rows, the batch's status columns with them written)``: what a
-    sink writes, and what it hands on."""
+def write_points(store: VectorStore, table: pa.Table) -> pa.Table:
+    """Write the embedded point rows of a batch to ``store`` (one ``upsert`` of their IDs, full-size vectors and
+    payloads) and return the batch's status columns, those rows ``written``: how every target of the job is written,
+    by the driver or by a write task."""
     import pyarrow.compute as pc
 
     embedded = pc.equal(table.column("status"), EMBEDDED)
-    status = pc.if_else(embedded, WRITTEN, table.column("status"))
-    return table.filter(embedded), set_column(table.select(STATUS_COLUMNS), "status", status)
+    rows = table.filter(embedded)
+    if len(rows):
+        payloads = [json.loads(payload) for payload in rows.column("payload").to_pylist()]
+        store.upsert(rows.column("id").to_pylist(), vectors_of(rows), payloads)
+    return set_column(table.select(STATUS_COLUMNS), "status", pc.if_else(embedded, WRITTEN, table.column("status")))

@@ -1,7 +1,7 @@
 """The Ray job's per-batch steps: read files into points, decode images, embed.
 
 Each is a function of a pyarrow table (a batch of :mod:`.rows`) run by Ray Data on the workers; the write step is
-the target's (:mod:`.sinks`). They make what the single-process sync makes (:mod:`jinaclip_integrations.ingest.sync`):
+the target's (:mod:`.targets`). They make what the single-process sync makes (:mod:`jinaclip_integrations.ingest.sync`):
 a file becomes its points through :func:`~jinaclip_integrations.ingest.files.file_items`, texts are embedded up to
 the chunk length and images through the same preprocessing, so IDs, payloads and vectors are the same.
 """

@@ -1,9 +1,11 @@
 """A drop-in embedding server: Jina's and OpenAI's ``/v1/embeddings`` and Weaviate's inference
 routes, backed by a local jina-clip model.
 
-Requests from concurrent clients are merged into model-sized batches
-(:mod:`.batcher`); client strings are never opened or fetched by the engine (:mod:`.security`).
-Serve one with::
+The app (:mod:`.app`) serves two route families, :mod:`.embedding_routes` and
+:mod:`.weaviate_routes`, whose bodies are the models of :mod:`.schemas`; both read, check and
+fail requests through :mod:`.http`. Requests from concurrent clients are merged into model-sized
+batches (:mod:`.batcher`); client strings are never opened or fetched by the engine
+(:mod:`.security`). Serve one with::
 
     from jinaclip_integrations import shared_engine
     from jinaclip_integrations.server import ServerSettings, create_app
@@ -25,7 +27,7 @@ from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .app import create_app
-    from .settings import ServerSettings, add_server_arguments, settings_from_args
+    from .settings import ServerSettings, add_server_arguments, open_host_warning, settings_from_args
 
 #: public name -> module that defines it, imported on first access
 _NAMES = {
@@ -33,9 +35,10 @@ _NAMES = {
     "ServerSettings": ".settings",
     "add_server_arguments": ".settings",
     "settings_from_args": ".settings",
+    "open_host_warning": ".settings",
 }
 
-__all__ = ["ServerSettings", "add_server_arguments", "create_app", "settings_from_args"]
+__all__ = ["ServerSettings", "add_server_arguments", "create_app", "open_host_warning", "settings_from_args"]
 
 
 __getattr__ = lazy_getattr(__name__, _NAMES)

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from ..engine import JinaCLIPEngine
 
 __all__ = [
-    "BatcherClosed", "BatcherStats", "DirectEmbedder", "Embedder", "MicroBatcher", "OutOfMemory", "RETRY_LATER", "gather_all",
-    "output_sizes", "release_free_memory", "truncate",
+    "RETRY_LATER", "BatcherClosed", "BatcherStats", "DirectEmbedder", "Embedder", "MicroBatcher", "OutOfMemory",
+    "gather_all", "release_free_memory",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ class MicroBatcher:
                 owner, index = _owner(jobs, exc.index)
                 if owner is None:
                     raise
-                owner.future.set_exception(InputError(index, exc.reason, kind=exc.kind))
+                owner.future.set_exception(exc.at(index))
                 jobs = [job for job in jobs if job is not owner]
                 continue
             except Exception as exc:
@@ -346,24 +346,6 @@ def _owner(jobs: list[_Job], index: int) -> tuple[_Job | None, int]:
             return job, index
         index -= len(job.items)
     return None, index
-
-
-def output_sizes(engine: JinaCLIPEngine) -> list[int]:
-    """The vector sizes a request may ask for, ascending: what the engine returns (its config's
-    ``truncate_dim``, else the full size; the largest) and the Matryoshka sizes below it."""
-    native = engine.config.truncate_dim or engine.embedding_dim
-    return sorted(d for d in {*engine.matryoshka_dims, engine.embedding_dim} if d <= native)
-
-
-def truncate(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
-    """The first ``dimensions`` of each row (a Matryoshka size, at most the rows' width),
-    re-normalized when ``normalize``; ``vectors`` themselves for None or the full width."""
-    if dimensions is None or dimensions >= vectors.shape[1]:
-        return vectors
-    short = vectors[:, :dimensions]
-    if normalize:
-        short = short / np.maximum(np.linalg.norm(short, axis=1, keepdims=True), 1e-12)
-    return short
 
 
 async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:

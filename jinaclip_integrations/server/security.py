@@ -1,5 +1,5 @@
-"""What stands between the network and the engine: bearer-token auth, the body-size limit,
-strict image decoding and SSRF-safe image URL fetching.
+"""What stands between the network and the engine: bearer-token auth, strict image decoding,
+image header checks and SSRF-safe image URL fetching (the body-size limit is :class:`~.http.BodyLimit`).
 
 The engine opens any string it is given as a path, a URL (with no address checks) or lenient
 base64, which is right for a local caller and wrong for a client on the network. So the
@@ -20,6 +20,7 @@ images one byte budget. Fetches run on their own small thread pool. Proxy settin
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import http.client
@@ -35,18 +36,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..engine.images import require_heif_support
+from ..engine import require_heif_support
 from ..errors import InputError
-from ..weaviate.inference import decode_image
 from .batcher import gather_all
+from .http import Failure, Reject
 
 __all__ = [
     "MAX_REDIRECTS",
     "BearerAuth",
-    "BodyLimit",
     "address_allowed",
     "check_image",
     "decode_image",
@@ -61,12 +60,10 @@ URL_CONCURRENCY = 8
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+_DATA_URI = re.compile(r"data:image/[\w.+-]+;base64,", re.IGNORECASE | re.ASCII)
 #: Content-Types of a 200 that is certainly not an image (an error or login page, an API's JSON):
 #: refused from the headers, before downloading the body
 _NOT_IMAGES = re.compile(r"text/.*|application/(json|xml|xhtml\+xml|problem\+json)", re.IGNORECASE)
-
-#: (path, status, message) -> the response to send, in the shape the path's clients read
-Reject = Callable[[str, int, str], Response]
 
 
 # -- authentication -------------------------------------------------------------------------------
@@ -93,72 +90,26 @@ class BearerAuth:
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             if not token_matches(authorization, self.api_key):
                 message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
-                response = self.reject(scope["path"], 401, message)
-                response.headers["WWW-Authenticate"] = "Bearer"
+                response = self.reject(scope["path"], Failure(401, message, headers={"WWW-Authenticate": "Bearer"}))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-# -- the body-size limit ----------------------------------------------------------------------------
-
-
-class BodyLimit:
-    """ASGI middleware: read the whole request body before the app does, answering 413 as soon
-    as it is known to exceed ``max_bytes`` (from ``Content-Length``, else while it streams in);
-    the app then reads the buffered body. Every route gets the limit, whatever it parses."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int, reject: Reject) -> None:
-        self.app, self.max_bytes, self.reject = app, max_bytes, reject
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                await self.reject(path, 400, "invalid Content-Length header")(scope, receive, send)
-                return
-            if int(declared) > self.max_bytes:
-                await self._too_large(path, int(declared))(scope, receive, send)
-                return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client is gone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(path, None)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
-
-    def _too_large(self, path: str, size: int | None) -> Response:
-        what = f"{size} bytes" if size is not None else "more than that"
-        return self.reject(path, 413, f"request body is too large: {what}; the limit is {self.max_bytes} bytes")
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands out ``body`` once, then waits on the real one (disconnects)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
 # -- images -------------------------------------------------------------------------------------------
+
+
+def decode_image(value: str, index: int) -> bytes:
+    """The bytes of a base64 image (a ``data:image/...;base64,`` prefix is allowed); an
+    ``InputError`` naming ``index`` for anything that is not strict base64."""
+    match = _DATA_URI.match(value)
+    try:
+        data = base64.b64decode(value[match.end() :] if match else value, validate=True)
+    except ValueError as exc:  # binascii.Error, and non-ASCII text
+        raise InputError(index, f"not valid base64 ({exc})", kind="image") from None
+    if not data:
+        raise InputError(index, "empty image", kind="image")
+    return data
 
 
 def check_image(data: bytes, index: int, max_pixels: int | None) -> None:

@@ -159,3 +159,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_items=args.max_items,
         max_body_bytes=int(args.max_body_mb * MiB),
     )
+
+
+def open_host_warning(settings: ServerSettings, host: str) -> str | None:
+    """The warning to print before serving on ``host`` without an API key beyond loopback
+    (anyone who reaches the port may use the model), or None."""
+    if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        return (f"warning: serving on {host} without an API key: anyone who can reach this port can use it; "
+                "set --api-key or JINACLIP_API_KEY")  # fmt: skip
+    return None

@@ -3,7 +3,9 @@
 Which to pick depends on the data and on who embeds it:
 
 - **multi2vec-clip** (objects with image and text properties, ``nearText`` and ``nearImage``):
-  run ``python -m jinaclip_integrations.weaviate`` and set ``CLIP_INFERENCE_API`` to it. Weaviate
+  run ``python -m jinaclip_integrations.weaviate`` (the embedding server of ``jinaclip serve``,
+  with its limits and API key: ``--weaviate-open`` for Weaviate's modules, which send no key)
+  and set ``CLIP_INFERENCE_API`` to it. Weaviate
   sends this module no task, so query texts reach the model WITHOUT the query instruction
   (fine for image search; for text collections prefer text2vec-transformers).
 - **text2vec-transformers** (text collections): the same server also speaks this protocol; set
@@ -15,7 +17,8 @@ Which to pick depends on the data and on who embeds it:
   ``insert_many`` in a collection with a self-provided named vector, and searches it by text,
   image or vector.
 
-:func:`inference_router` / :func:`create_inference_app` need the ``server`` extra,
+:func:`inference_router` / :func:`create_inference_app` are the embedding server's
+(:mod:`jinaclip_integrations.server.weaviate_routes`) and need the ``server`` extra,
 :class:`WeaviateVectorizer` the ``weaviate`` extra; each is imported on first use.
 """
 
@@ -26,16 +29,16 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from ..server.weaviate_routes import create_inference_app, inference_router
     from .collection import WeaviateVectorizer
-    from .inference import create_inference_app, inference_router
     from .store import WeaviateStore
 
 #: public name -> module that defines it, imported on first access (each needs its own extra)
 _NAMES = {
     "WeaviateVectorizer": ".collection",
     "WeaviateStore": ".store",
-    "inference_router": ".inference",
-    "create_inference_app": ".inference",
+    "inference_router": "..server.weaviate_routes",
+    "create_inference_app": "..server.weaviate_routes",
 }
 
 __all__ = ["WeaviateStore", "WeaviateVectorizer", "create_inference_app", "inference_router"]

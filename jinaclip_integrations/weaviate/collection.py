@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-try:
+from .._lazy import needs_extra
+
+with needs_extra("weaviate", "jinaclip_integrations.weaviate.collection"):
     import weaviate
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
-    raise ImportError(
-        'jinaclip_integrations.weaviate.collection needs weaviate-client: pip install "jinaclip-integrations[weaviate]"'
-    ) from exc
 
 from ..ingest.items import OnError
 from ..vectorizer import Vectorizer

@@ -21,15 +21,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-try:
+from .._lazy import needs_extra
+
+with needs_extra("weaviate", "jinaclip_integrations.weaviate.store"):
     from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
     from weaviate.classes.data import DataObject
     from weaviate.classes.query import Filter, MetadataQuery
     from weaviate.exceptions import WeaviateInsertManyAllFailedError
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
-    raise ImportError(
-        'jinaclip_integrations.weaviate.store needs weaviate-client: pip install "jinaclip-integrations[weaviate]"'
-    ) from exc
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""Text tower of jina-clip-v2: transformers' ``JinaEmbeddingsV3Model`` plus mean pooling.
+"""XLM-RoBERTa text tower of jina-clip-v2: transformers' ``JinaEmbeddingsV3Model`` plus mean pooling.
 
 jina-clip-v2's text tower is jina-embeddings-v3's architecture (XLM-RoBERTa with rotary
 position embeddings, post-LN blocks), which transformers ships; this module only builds it
@@ -16,10 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .config import TextConfig
+from .config import XLMRobertaConfig
 
 
-def hf_config(cfg: TextConfig):
+def hf_config(cfg: XLMRobertaConfig):
     """The transformers ``JinaEmbeddingsV3Config`` for our text config."""
     from transformers import JinaEmbeddingsV3Config
 
@@ -39,10 +39,10 @@ def hf_config(cfg: TextConfig):
     )
 
 
-class TextTower(nn.Module):
+class XLMRobertaTower(nn.Module):
     """Token ids [B, L] + attention mask [B, L] -> mean-pooled features [B, hidden] (fp32)."""
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: XLMRobertaConfig) -> None:
         super().__init__()
         from transformers import JinaEmbeddingsV3Model
 
@@ -54,9 +54,9 @@ class TextTower(nn.Module):
         return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: TextConfig) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: XLMRobertaConfig) -> dict[str, torch.Tensor]:
     """Map the published ``text_model.transformer.roberta.*`` tensors (fetched by ``take(name)``,
-    names relative to that prefix) onto :class:`TextTower`'s state dict.
+    names relative to that prefix) onto :class:`XLMRobertaTower`'s state dict.
 
     The fused ``Wqkv`` rows are ``[q; k; v]`` (flash-attn's ``(three h d)`` layout) and are split
     into transformers' ``q_proj``/``k_proj``/``v_proj``.
