@@ -284,20 +284,34 @@ class JinaCLIPEngine:
                 batch that does not fit is halved and retried, see :func:`.batching.split_on_oom`).
         """
         self._check_weights()
-        texts = self._check_texts(texts)
-        prefix = self._instruction(task)
-        dim = self._output_dim(truncate_dim)
-        size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        if not texts:
-            return out
-        tokenized = self._tokenize(texts, prefix, max_length)
-        ids = tokenized.ids
+        tokenized = self.tokenize(texts, task=task, max_length=max_length)
         if tokenized.truncated:
             (on_truncated or self._warn_truncated)(tokenized.truncated)
+        return self.encode_tokens(tokenized, truncate_dim=truncate_dim, normalize=normalize, batch_size=batch_size,
+                                  show_progress=show_progress)  # fmt: skip
+
+    def encode_tokens(
+        self,
+        tokenized: Tokenized,
+        *,
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts already tokenized by :meth:`tokenize`: what :meth:`encode_text` does after
+        tokenizing, for callers that tokenized once already (to count tokens, or to report cut
+        texts) and must not tokenize again. Arguments and errors as :meth:`encode_text`'s."""
+        self._check_weights()
+        ids = tokenized.ids
+        dim = self._output_dim(truncate_dim)
+        size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        if not ids:
+            return out
         batches = length_sorted_batches([len(x) for x in ids], size, self.max_batch_tokens)
         shown = self.show_progress if show_progress is None else show_progress
-        with progress_bar(len(texts), "Embedding texts", shown, unit="text") as bar, torch.inference_mode():
+        with progress_bar(len(ids), "Embedding texts", shown, unit="text") as bar, torch.inference_mode():
             for batch in batches:
                 for part, features in split_on_oom(partial(self._text_forward, ids), batch):
                     out[part] = self._finish(features, dim, normalize)
@@ -614,6 +628,10 @@ class LazyEngine:
     def encode_text(self, texts: Sequence[str], **options: Any) -> np.ndarray:
         """:meth:`JinaCLIPEngine.encode_text` (loads the weights on the first call)."""
         return self.engine.encode_text(texts, **options)
+
+    def encode_tokens(self, tokenized: Tokenized, **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.encode_tokens` (loads the weights on the first call)."""
+        return self.engine.encode_tokens(tokenized, **options)
 
     def encode_image(self, images: Iterable[ImageInput], **options: Any) -> np.ndarray:
         """:meth:`JinaCLIPEngine.encode_image` (loads the weights on the first call)."""
