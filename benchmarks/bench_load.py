@@ -339,13 +339,36 @@ def report(run: Run, args: argparse.Namespace, device: str, stats: dict, peer: t
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Put ``text`` in RESULTS.md as the section ``SECTION``, replacing the one there (up to the next
-    ``## `` heading), or at the end."""
+def write_run(
+    script: str,
+    argv: list[str] | None,
+    args: argparse.Namespace,
+    device: str,
+    intro: str,
+    text: str,
+    heading: str = SECTION,
+) -> None:
+    """Write a run's ``text`` to RESULTS.md as the section ``heading``: ``intro`` (what the
+    benchmark measures), then a subsection for the model, device and date with the machine and
+    the command line of ``script`` (``argv``: its arguments, None: this process's)."""
+    import torch
+
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_section(
+        f"{intro}\n\n### {Path(args.model).name}, {device} ({datetime.date.today()})\n\n"
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.system()}; torch {torch.__version__}, "
+        f"Python {platform.python_version()}. Command: `{command.strip()}`.\n\n{text}",
+        heading,
+    )
+
+
+def write_section(text: str, heading: str = SECTION) -> None:
+    """Put ``text`` in RESULTS.md as the section ``heading``, replacing the one there (up to the
+    next ``## `` heading), or at the end."""
     path = ROOT / "benchmarks" / "RESULTS.md"
     content = path.read_text(encoding="utf-8")
-    section = f"{SECTION}\n\n{text.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    section = f"{heading}\n\n{text.strip()}\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(content):
         content = pattern.sub(lambda _: section + "\n", content, count=1).rstrip("\n") + "\n"
     else:
@@ -389,10 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     for failure in run.failures[:20]:
         print("FAILED:", failure, file=sys.stderr)
     if args.write:
-        import torch
-
-        command = "python benchmarks/bench_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section(
+        write_run(
+            "bench_load.py",
+            argv,
+            args,
+            device,
             "The server (`jinaclip serve` defaults, an API key, a 2 MiB body limit) on loopback under closed-loop "
             "clients in another process sending mixed text, image and Weaviate requests and a share of bad ones "
             "(see the docstring of `benchmarks/bench_load.py`); latency per request after the warm-up, the server "
@@ -402,10 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             "decoded images stay in the allocator's per-thread heaps: before the batcher returned them "
             "(`malloc_trim`, once a second), the same 200 s run grew from 657 to 1,017 MiB (+112 MiB/min) with "
             "no more Python objects held; with it, two 200 s runs gave -3 and +22 MiB/min, about flat within the "
-            "sawtooth of varied batches. The report names any `MALLOC_*` setting of the run.\n\n"
-            f"### {Path(args.model).name}, {device} ({datetime.date.today()})\n\n"
-            f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.system()}; torch {torch.__version__}, "
-            f"Python {platform.python_version()}. Command: `{command.strip()}`.\n\n{text}"
+            "sawtooth of varied batches. The report names any `MALLOC_*` setting of the run.",
+            text,
         )
     return 1 if run.failures or not run.answered else 0
 

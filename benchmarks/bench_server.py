@@ -73,10 +73,19 @@ def start(model: str, device: str | None, options: dict) -> tuple[subprocess.Pop
     info = json.loads(line)
     url = f"http://127.0.0.1:{info['port']}"
     deadline = time.monotonic() + 600
-    while httpx.get(f"{url}/ready").status_code != 200:
-        assert time.monotonic() < deadline, "the server did not get ready"
+    while not _ready(url):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            sys.exit("the server did not get ready")
         time.sleep(0.1)
     return worker, url, info["device"]
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready").status_code == 200
+    except httpx.TransportError:  # the port is known before the server listens on it
+        return False
 
 
 async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes) -> bytes:

@@ -1,7 +1,8 @@
-"""LangChain + embedded Qdrant: texts and images in one collection, searched across modalities.
+"""LangChain + Qdrant: texts and images in one collection, searched across modalities.
 
 The texts (``*.txt``) and images (``*.png``) of ``examples/data`` go into one
-``langchain_qdrant`` collection stored in-process on disk (Qdrant local mode). Then a text query
+``langchain_qdrant`` collection on disk in qdrant-client's local mode (a brute-force Python
+stand-in for Qdrant, not the embedded engine; ``url=`` for a server). Then a text query
 retrieves images, an image query retrieves texts, and the cross-modal retriever merges both.
 
     python examples/langchain_multimodal.py                                   # tiny offline test model
@@ -66,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub name or checkpoint folder")
     parser.add_argument("--dimensions", type=int, help="Matryoshka truncation (e.g. 256)")
-    parser.add_argument("--qdrant-path", help="folder of the embedded Qdrant store (default: a new temporary one)")
+    parser.add_argument("--qdrant-path", help="folder for qdrant-client's local mode (default: a new temporary one)")
     parser.add_argument("--query", default="a red circle")
     parser.add_argument("--image-query", type=Path, help="image to search with (default: the first image)")
     args = parser.parse_args()

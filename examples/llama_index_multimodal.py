@@ -1,10 +1,11 @@
-"""LlamaIndex + embedded Qdrant: a ``MultiModalVectorStoreIndex`` over a folder of images and texts.
+"""LlamaIndex + Qdrant: a ``MultiModalVectorStoreIndex`` over a folder of images and texts.
 
 The text files of ``examples/data`` are read with ``SimpleDirectoryReader`` and its images become
 ``ImageDocument``s (without ``llama-index-readers-file`` installed, ``SimpleDirectoryReader``
-would read a PNG as text); the index stores them in two collections of one embedded Qdrant (local mode on disk),
-both embedded by jina-clip. Then text-to-image, image-to-image, text-to-text and the merged
-cross-modal retrieval.
+would read a PNG as text); the index stores them in two collections of one
+``QdrantClient(path=...)``: qdrant-client's local mode on disk, a brute-force Python stand-in for
+Qdrant, not the embedded engine (``QdrantClient(url=...)`` for a server). Both are embedded by
+jina-clip. Then text-to-image, image-to-image, text-to-text and the merged cross-modal retrieval.
 
     python examples/llama_index_multimodal.py                                   # tiny offline test model
     python examples/llama_index_multimodal.py --model jinaai/jina-clip-v2 --dimensions 256
@@ -83,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub name or checkpoint folder")
     parser.add_argument("--dimensions", type=int, help="Matryoshka truncation (e.g. 256)")
-    parser.add_argument("--qdrant-path", help="folder of the embedded Qdrant store (default: a new temporary one)")
+    parser.add_argument("--qdrant-path", help="folder for qdrant-client's local mode (default: a new temporary one)")
     parser.add_argument("--query", default="a red circle")
     parser.add_argument("--image-query", type=Path, help="image to search with (default: the first image)")
     args = parser.parse_args()

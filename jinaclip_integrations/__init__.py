@@ -16,6 +16,7 @@ from ._version import __version__
 from .errors import CheckpointError, InputError, JinaCLIPError, StoreError
 
 if TYPE_CHECKING:
+    from .chroma import JinaCLIPEmbeddingFunction as JinaCLIPEmbeddingFunction
     from .engine import JinaCLIPEngine, shared_engine
     from .fusion import FusedHit, fuse_modalities
     from .langchain import JinaCLIPEmbeddings as JinaCLIPEmbeddings
@@ -41,6 +42,7 @@ _CORE = {
 }
 #: names whose module imports an optional framework (extras "langchain" and "llama-index")
 _INTEGRATIONS = {
+    "JinaCLIPEmbeddingFunction": ".chroma",
     "JinaCLIPEmbeddings": ".langchain",
     "LangChainCrossModalRetriever": ".langchain",
     "MultimodalQdrantVectorStore": ".langchain",

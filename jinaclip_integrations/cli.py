@@ -22,6 +22,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise JinaCLIPError('search needs a query text or --image FILE (one of them): jinaclip search "a red car"')
     if args.image is not None and "://" not in args.image and not Path(args.image).is_file():
         raise JinaCLIPError(f"--image {args.image}: no such file")
-    with _vectorizer(args, create=False) as store:
-        options = {"limit": args.limit, "modality": args.modality, "image_weight": args.image_weight}
-        if args.image is not None:
-            hits = store.search_image(args.image, **options)
-        else:
-            hits = store.search_text(args.query, **options)
+    options = {"limit": args.limit, "modality": args.modality, "image_weight": args.image_weight}
+    if args.server:
+        hits = _search_through_server(args, options)
+    else:
+        with _vectorizer(args, create=False) as store:
+            if args.image is not None:
+                hits = store.search_image(args.image, **options)
+            else:
+                hits = store.search_text(args.query, **options)
     if args.json:
         print(json.dumps([hit.to_json() for hit in hits], ensure_ascii=False, indent=2))
         return 0
@@ -164,6 +168,29 @@ def cmd_search(args: argparse.Namespace) -> int:
         snippet = f"  {snippet[:60]}{'...' if len(snippet) > 60 else ''}" if snippet else ""
         print(f"{rank:>3}  {hit.score:7.4f}  {hit.cosine:7.4f}  {hit.modality or '?':<5}  {_place(hit)}{snippet}")
     return 0
+
+
+def _search_through_server(args: argparse.Namespace, options: dict[str, Any]) -> list:
+    """``search --server URL``: the query embedded by a running server, the store searched here;
+    the model is never loaded. The server must run the model the collection was made with."""
+    from .store import merged_search, model_label
+
+    remote = _remote(args)
+    with _opened_store(args) as store:
+        layout = store.layout()
+        if model_label(remote.model()) != layout.model:
+            raise JinaCLIPError(f"the server at {args.server} runs {remote.model()}, the collection holds {layout.model} vectors")  # fmt: skip
+        if args.image is not None:
+            vector = remote.encode_image([args.image])[0]
+        else:
+            vector = remote.encode_text([args.query], task="retrieval.query")[0]
+        return merged_search(store, vector, **options)
+
+
+def _remote(args: argparse.Namespace) -> Any:
+    from .remote import RemoteEmbedder
+
+    return RemoteEmbedder(args.server, api_key=settings.value("api_key"))
 
 
 def _place(hit: Any) -> str:
@@ -255,14 +282,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
         texts += [line for line in Path(args.text_file).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts and not args.image:
         raise JinaCLIPError("nothing to embed: give texts, --text-file FILE or --image FILE")
-    engine = _engine(args)
-    options = {"truncate_dim": args.dimensions, "show_progress": False if args.quiet else None}
+    if args.server:  # the server embeds: no model loaded here
+        remote = _remote(args)
+        encode_text = partial(remote.encode_text, dimensions=args.dimensions)
+        encode_image = partial(remote.encode_image, dimensions=args.dimensions)
+    else:
+        engine = _engine(args)
+        options = {"truncate_dim": args.dimensions, "show_progress": False if args.quiet else None}
+        encode_text, encode_image = partial(engine.encode_text, **options), partial(engine.encode_image, **options)
     rows: list[tuple[str, str, Any]] = []
     if texts:
-        vectors = engine.encode_text(texts, task=args.task, **options)
+        vectors = encode_text(texts, task=args.task)
         rows += [("text", text, vector) for text, vector in zip(texts, vectors, strict=True)]
     if args.image:
-        vectors = engine.encode_image([str(p) for p in args.image], **options)
+        vectors = encode_image([str(p) for p in args.image])
         rows += [("image", str(path), vector) for path, vector in zip(args.image, vectors, strict=True)]
     if args.output and args.output.suffix == ".npy":
         np.save(args.output, np.stack([vector for _, _, vector in rows]))
@@ -417,6 +450,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     search.add_argument("--modality", choices=["text", "image"], help="only hits of this kind, ranked by cosine")
     search.add_argument("--image-weight", type=float, default=1.0, help="weight of images in the merged ranking (%(default)s; 0: texts first)")  # fmt: skip
     search.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    search.add_argument("--server", default=values.get("server"), help="embed the query with a running `jinaclip serve` at URL (no model loaded here)")  # fmt: skip
     search.set_defaults(run=cmd_search)
 
     listing = commands.add_parser("ls", parents=[store], help="list the sources in the store, with their points")
@@ -436,6 +470,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     embed.add_argument("--task", help="text task, e.g. retrieval.query (default: none, as for documents)")
     embed.add_argument("--dimensions", type=int, help="Matryoshka size (e.g. 256)")
     embed.add_argument("-o", "--output", type=Path, help="output file: .jsonl (default: stdout) or .npy")
+    embed.add_argument("--server", default=values.get("server"), help="embed with a running `jinaclip serve` at URL (no model loaded here)")  # fmt: skip
     embed.set_defaults(run=cmd_embed)
 
     serve = commands.add_parser("serve", parents=[common], help="serve the embeddings HTTP API")

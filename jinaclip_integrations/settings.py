@@ -17,17 +17,20 @@ store                  JINACLIP_STORE             ``~/.local/share/jinaclip/stor
 qdrant_url             JINACLIP_QDRANT_URL        none: the embedded store
 qdrant_api_key         QDRANT_API_KEY             none
 collection             JINACLIP_COLLECTION        ``jina-clip``
-api_key                JINACLIP_API_KEY           none: the server needs no key
+server                 JINACLIP_SERVER            none: ``search``/``embed`` load the model (a URL: they ask that server)
+api_key                JINACLIP_API_KEY           none: the server needs no key (and clients send none)
 max_body_mb            JINACLIP_MAX_BODY_MB       32
 max_items              JINACLIP_MAX_ITEMS         2048
 max_text_chars         JINACLIP_MAX_TEXT_CHARS    100000
 max_image_pixels       JINACLIP_MAX_IMAGE_PIXELS  the engine's (about 89 megapixels)
+max_request_pixels     JINACLIP_MAX_REQUEST_PIXELS 268435456 (256 Mi): all images of one request, from their headers
 allow_image_urls       JINACLIP_ALLOW_IMAGE_URLS  false
 allow_private_urls     JINACLIP_ALLOW_PRIVATE_URLS false
 url_timeout_s          JINACLIP_URL_TIMEOUT_S     10
 max_batch_items        JINACLIP_MAX_BATCH_ITEMS   64
 max_wait_ms            JINACLIP_MAX_WAIT_MS       5
 request_timeout_s      JINACLIP_REQUEST_TIMEOUT_S 120
+body_timeout_s         JINACLIP_BODY_TIMEOUT_S    10: seconds a client has to send its whole request body
 weaviate_open          JINACLIP_WEAVIATE_OPEN     false: the Weaviate routes need the key too
 =====================  =========================  =====================================================
 
@@ -93,17 +96,20 @@ SETTINGS: dict[str, Setting] = {
     "qdrant_url": Setting("JINACLIP_QDRANT_URL"),
     "qdrant_api_key": Setting("QDRANT_API_KEY"),
     "collection": Setting("JINACLIP_COLLECTION", default="jina-clip"),
+    "server": Setting("JINACLIP_SERVER"),
     "api_key": Setting("JINACLIP_API_KEY"),
     "max_body_mb": Setting("JINACLIP_MAX_BODY_MB", float, 32.0),
     "max_items": Setting("JINACLIP_MAX_ITEMS", int, 2048),
     "max_text_chars": Setting("JINACLIP_MAX_TEXT_CHARS", int, 100_000),
     "max_image_pixels": Setting("JINACLIP_MAX_IMAGE_PIXELS", int),
+    "max_request_pixels": Setting("JINACLIP_MAX_REQUEST_PIXELS", int, 256 * 1024 * 1024),
     "allow_image_urls": Setting("JINACLIP_ALLOW_IMAGE_URLS", _flag, False),
     "allow_private_urls": Setting("JINACLIP_ALLOW_PRIVATE_URLS", _flag, False),
     "url_timeout_s": Setting("JINACLIP_URL_TIMEOUT_S", float, 10.0),
     "max_batch_items": Setting("JINACLIP_MAX_BATCH_ITEMS", int, 64),
     "max_wait_ms": Setting("JINACLIP_MAX_WAIT_MS", float, 5.0),
     "request_timeout_s": Setting("JINACLIP_REQUEST_TIMEOUT_S", float, 120.0),
+    "body_timeout_s": Setting("JINACLIP_BODY_TIMEOUT_S", float, 10.0),
     "weaviate_open": Setting("JINACLIP_WEAVIATE_OPEN", _flag, False),
 }
 

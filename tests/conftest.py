@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from functools import cache
@@ -10,6 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+#: CI (which sets CI=true) draws the same examples on every run, so what fails there fails again
+#: on a rerun, and has no deadline on its shared CPUs. Loaded here, before the test modules'
+#: own @settings, which inherit what they do not set. (Hypothesis loads a built-in profile like
+#: it from 6.130 on; the floor in pyproject.toml is older.)
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V2_TINY = FIXTURES / "jina-clip-v2-tiny"

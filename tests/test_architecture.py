@@ -14,7 +14,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("fusion", "store", "ingest"),
     ("vectorizer", "qdrant", "weaviate.store", "weaviate.collection", "ray", "server"),
-    ("_adapter", "langchain", "llama_index", "weaviate"),
+    ("_adapter", "langchain", "llama_index", "weaviate", "remote", "chroma"),
     ("cli",),
 ]
 

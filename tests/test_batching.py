@@ -98,29 +98,39 @@ def test_length_sorted_batches_wastes_little_padding():
 
 def test_prepared_batches_keeps_order_and_runs_ahead():
     started = []
+    last_of_next_batch = threading.Event()
 
     def slow(i, item):
         started.append(i)
-        time.sleep(0.01 * (i % 3))
+        if i == 7:
+            last_of_next_batch.set()
+        time.sleep(0.01 * (i % 3))  # items finish out of order
         return item * 10
 
     batches = prepared_batches(slow, range(10), batch_size=4)
     first = next(batches)
     assert first == [0, 10, 20, 30]
-    time.sleep(0.05)
-    assert set(range(8)) <= set(started)  # the next batch was prepared while we held the first
+    # the generator is suspended while we hold the first batch: the next one starts all the same
+    assert last_of_next_batch.wait(10), f"only {sorted(started)} started while the first batch was held"
+    assert set(range(8)) <= set(started)
     assert [x for b in batches for x in b] == [40, 50, 60, 70, 80, 90]
 
 
 def test_prepared_batches_raises_the_first_error_in_input_order():
+    fifth_failed = threading.Event()
+
     def fn(i, item):
-        if i in (3, 5):
-            time.sleep(0.02 if i == 3 else 0)
-            raise ValueError(f"bad {i}")
+        if i == 5:
+            fifth_failed.set()
+            raise ValueError("bad 5")
+        if i == 3:
+            fifth_failed.wait(10)  # item 5 fails first (the pool has 2 workers or more)
+            raise ValueError("bad 3")
         return i
 
     with pytest.raises(ValueError, match="bad 3"):
         list(prepared_batches(fn, range(100), batch_size=4))
+    assert fifth_failed.is_set() or decode_pool()._max_workers == 1
 
 
 @pytest.mark.parametrize("stop", ["error", "close"])
@@ -149,7 +159,7 @@ def test_queued_work_is_cancelled(stop):
         batches.close()
         done = 100
     release.set()
-    time.sleep(0.2)
+    decode_pool().submit(lambda: None).result(timeout=10)  # the pool runs in order: what was queued has started
     assert len(ran) <= done + workers + 1  # without cancelling, 200 to 300 items would run
 
 

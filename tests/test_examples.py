@@ -1,4 +1,4 @@
-"""End to end: the two framework examples' pipelines on the embedded Qdrant (local mode, on disk).
+"""End to end: the two framework examples' pipelines on qdrant-client's local mode (on disk).
 
 The pipelines run with ``query_task=None`` so that a query is embedded exactly as the stored
 item was: the item a query was built from must then be the top hit (cosine 1), for text and

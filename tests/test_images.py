@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.server
 import io
@@ -15,32 +16,47 @@ import sys
 import threading
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image
+from PIL import EpsImagePlugin, ExifTags, Image, ImageFile
 
 from conftest import V2_TINY
 from jinaclip_integrations import InputError, JinaCLIPEngine
-from jinaclip_integrations.engine import inputs
+from jinaclip_integrations.engine import IMAGE_FORMATS, inputs, open_image
 from jinaclip_integrations.engine.inputs import load_image
+from jinaclip_integrations.ingest.readers.images import pil_size
 
 GRADIENT = V2_TINY / "rgb_gradient_64x48.png"
 CMYK = V2_TINY / "cmyk_45x45.jpg"
 
 
+@contextlib.contextmanager
+def serve_http(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server answering with ``handler``, in a thread; yields its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def serve_folder(folder: Path) -> contextlib.AbstractContextManager[str]:
+    """A local HTTP server over ``folder`` (404 for anything else)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    return serve_http(handler)
+
+
 @pytest.fixture(scope="module")
 def server():
-    """A local HTTP server over the fixture folder (404 for anything else)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(V2_TINY))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    """A local HTTP server over the fixture folder."""
+    with serve_folder(V2_TINY) as url:
+        yield url
 
 
 def same_as_path(engine, path: Path, item) -> None:
@@ -510,6 +526,139 @@ def test_an_avif_with_the_generic_mif1_brand_is_not_taken_for_heic(engine, witho
     mif1 = avif[:8] + b"mif1" + avif[12:]
     assert b"avif" in mif1[16:32]
     np.testing.assert_allclose(engine.encode_image([mif1]), engine.encode_image([avif]), atol=1e-6)
+
+
+# -- formats: an allow-list ----------------------------------------------------------------------
+
+FORMATS = "JPEG, PNG, WEBP, GIF, BMP, TIFF, AVIF, HEIF"
+
+
+def _written(fmt: str) -> bytes:
+    """A small picture in ``fmt``, as PIL (and pillow-heif, for HEIF) writes it; skips the test
+    where this installation cannot write it."""
+    if fmt == "HEIF" and not inputs._heif_opener():
+        pytest.skip("pillow-heif is not installed")
+    frames = {"append_images": [Image.new("RGB", (20, 12), "blue")], "save_all": True} if fmt == "MPO" else {}
+    mode = {"XBM": "1", "MSP": "1", "BLP": "P"}.get(fmt, "RGB")
+    try:
+        return _encode(Image.fromarray(SMOOTH[:12, :20]).convert(mode), fmt, **frames)
+    except (KeyError, OSError, ValueError) as exc:  # no writer, or one not built in
+        pytest.skip(f"this PIL cannot write {fmt}: {exc}")
+
+
+@pytest.mark.parametrize("fmt", [*IMAGE_FORMATS, "MPO"])
+def test_every_accepted_format_decodes_as_pil_reads_it(fmt):
+    """MPO (a camera's multi-picture JPEG) is read by the JPEG reader: its first picture."""
+    data = _written(fmt)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == fmt
+        expected = np.asarray(img.convert("RGB"))
+    np.testing.assert_array_equal(_pixels(data), expected)
+
+
+@pytest.fixture
+def readers_used(monkeypatch) -> list[str]:
+    """Every PIL reader of a format not in IMAGE_FORMATS, and Ghostscript, replaced by a spy
+    that records its name (the readers then do their work; Ghostscript is never run)."""
+    Image.init()
+    used: list[str] = []
+    for name, (factory, accept) in list(Image.OPEN.items()):
+        if name not in IMAGE_FORMATS:
+
+            def spy(*args, name=name, factory=factory):
+                used.append(name)
+                return factory(*args)
+
+            monkeypatch.setitem(Image.OPEN, name, (spy, accept))
+
+    def ghostscript(*args, **kwargs):
+        used.append("Ghostscript")
+        raise OSError("Ghostscript must not run")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    return used
+
+
+_PSD_HEADER = (
+    b"8BPS\x00\x01" + bytes(6) + b"\x00\x03" + (12).to_bytes(4, "big") + (20).to_bytes(4, "big") + b"\x00\x08\x00\x03"
+)
+_WMF_HEADER = b"\xd7\xcd\xc6\x9a" + bytes(20)
+
+
+@pytest.mark.parametrize(
+    "make, detected",
+    [
+        *[pytest.param(lambda fmt=fmt: _written(fmt), fmt, id=fmt) for fmt in ["EPS", "ICO", "PCX", "SGI", "PPM", "XBM", "DDS", "QOI", "MSP", "JPEG2000"]],
+        pytest.param(lambda: _PSD_HEADER, "PSD", id="PSD"),
+        pytest.param(lambda: _WMF_HEADER, "WMF", id="WMF"),
+        pytest.param(lambda: _written("PDF"), None, id="PDF"),  # PIL writes PDFs, reads none
+        pytest.param(lambda: _written("SPIDER"), None, id="SPIDER"),  # no magic number to tell it by
+    ],
+)  # fmt: skip
+def test_other_formats_are_refused_before_their_reader_runs(readers_used, make, detected):
+    data = make()
+    with pytest.raises(InputError) as info:
+        load_image(data, 4)
+    assert info.value.index == 4
+    if detected:
+        assert info.value.reason == f"image format {detected} is not accepted (bytes); accepted formats: {FORMATS}"
+    else:
+        assert info.value.reason == f"cannot decode image (bytes): not an image in an accepted format ({FORMATS})"
+    assert readers_used == []
+
+
+EPS = _encode(Image.fromarray(PHOTO), "EPS")
+
+
+@pytest.mark.parametrize(
+    "make, label",
+    [
+        pytest.param(lambda folder, site: EPS, "bytes", id="bytes"),
+        pytest.param(lambda folder, site: folder / "photo.eps", "{path!r}", id="path"),
+        pytest.param(lambda folder, site: io.BytesIO(EPS), "file object", id="file-object"),
+        pytest.param(lambda folder, site: base64.b64encode(EPS).decode(), "base64 string", id="base64"),
+        pytest.param(lambda folder, site: "data:image/x-eps;base64," + base64.b64encode(EPS).decode(), "data URI", id="data-uri"),
+        pytest.param(lambda folder, site: f"{site}/photo.eps", "{site}/photo.eps", id="url"),
+    ],
+)  # fmt: skip
+def test_eps_never_reaches_ghostscript(engine, readers_used, tmp_path, make, label):
+    """PIL would run Ghostscript on the PostScript; whatever form the EPS comes in, the EPS
+    reader never sees it and the item is refused, naming the format."""
+    (tmp_path / "photo.eps").write_bytes(EPS)
+    with serve_folder(tmp_path) as site, pytest.raises(InputError) as info:
+        engine.encode_image([GRADIENT, make(tmp_path, site)])
+    shown = label.format(path=str(tmp_path / "photo.eps"), site=site)
+    assert (info.value.index, info.value.reason) == (
+        1,
+        f"image format EPS is not accepted ({shown}); accepted formats: {FORMATS}",
+    )
+    assert readers_used == []
+
+
+def test_a_callers_pil_image_is_decoded_whatever_its_format():
+    """A PIL image is the caller's own decoding: taken as it is, as before."""
+    with Image.open(io.BytesIO(_written("PCX"))) as img:
+        np.testing.assert_array_equal(_pixels(img), np.asarray(img.convert("RGB")))
+
+
+def test_open_image_reads_the_header_only(monkeypatch):
+    """The seam the server's header check and the document readers use (they decode nothing)."""
+
+    def no_decoding(self: Image.Image) -> None:
+        pytest.fail("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with open_image(GRADIENT.read_bytes(), 0) as img:
+        assert (img.format, img.size) == ("PNG", (64, 48))
+    with pytest.raises(InputError, match=r"^invalid image at index 3: image format EPS is not accepted \(upload\)"):
+        open_image(EPS, 3, "upload")
+
+
+def test_document_images_are_kept_in_the_accepted_formats_only():
+    """The docx reader keeps an embedded image only when its size can be read: by the same
+    allow-list (an EPS or WMF picture is left out with a warning, never read)."""
+    assert pil_size(GRADIENT.read_bytes()) == (64, 48)
+    assert pil_size(EPS) is None and pil_size(_WMF_HEADER) is None
 
 
 # -- one dispatch: what an input is ------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -107,25 +107,25 @@ def test_bad_image_names_its_index(embeddings):
 
 
 async def test_async_runs_off_the_event_loop(embeddings, monkeypatch):
-    """While an embedding call runs, other coroutines keep running."""
+    """While an embedding call runs, other coroutines keep running: the encoder, once started,
+    waits for a coroutine that runs only then (on the event loop's thread it would wait in vain)."""
+    encoding, answered = threading.Event(), threading.Event()
 
-    def slow_encode(texts, **kwargs):
-        time.sleep(0.3)
+    def encode_once_answered(texts, **kwargs):
+        encoding.set()
+        assert answered.wait(10), "the event loop stood still while embedding"
         return np.zeros((len(texts), 64), np.float32)
 
-    monkeypatch.setattr(embeddings.engine, "encode_text", slow_encode)
-    ticks = 0
+    monkeypatch.setattr(embeddings.engine, "encode_text", encode_once_answered)
 
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    async def answer():
+        while not encoding.is_set():
+            await asyncio.sleep(0.001)
+        answered.set()
 
-    task = asyncio.create_task(ticker())
+    task = asyncio.create_task(answer())
     assert await embeddings.aembed_documents(["a", "b"]) == [[0.0] * 64] * 2
-    task.cancel()
-    assert ticks >= 10
+    await task
 
 
 async def test_async_values(embeddings, engine):

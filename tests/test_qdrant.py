@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +261,20 @@ def test_store_configs_follow_the_preset(tmp_path, engine):
         assert full[FULL]["quantization_config"][kind]["memory"] == "pinned"
 
 
+class ShardSpy:
+    """An embedded shard that records each query request before running it."""
+
+    def __init__(self, shard) -> None:
+        self.shard, self.requests = shard, []
+
+    def query(self, request):
+        self.requests.append(request)
+        return self.shard.query(request)
+
+    def __getattr__(self, name: str):
+        return getattr(self.shard, name)
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_search_plan_prefetches_on_short_and_rescores_on_full(preset, engine, monkeypatch):
     client = QdrantClient(":memory:")
@@ -267,15 +283,102 @@ def test_search_plan_prefetches_on_short_and_rescores_on_full(preset, engine, mo
     calls = []
     real = client.query_points
     monkeypatch.setattr(client, "query_points", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
-    vectorizer.search_text("a", limit=3, modality="text")
-    (call,) = calls
-    assert call["using"] == FULL and len(call["query"]) == 64
-    assert call["query_filter"].must[0].match.value == "text"
-    if preset == "default":
-        assert call["prefetch"].using == SHORT and len(call["prefetch"].query) == 8
-        assert call["prefetch"].limit == 100 and call["prefetch"].filter == call["query_filter"]
-    else:
-        assert call.get("prefetch") is None
+    for limit, candidates in ((3, 100), (30, 300)):  # 10x the results, at least 100
+        calls.clear()
+        vectorizer.search_text("a", limit=limit, modality="text")
+        (call,) = calls
+        assert call["using"] == FULL and len(call["query"]) == 64 and call["limit"] == limit
+        assert call["query_filter"].must[0].match.value == "text"
+        if preset == "default":
+            assert call["prefetch"].using == SHORT and len(call["prefetch"].query) == 8
+            assert call["prefetch"].limit == candidates and call["prefetch"].filter == call["query_filter"]
+        else:
+            assert call.get("prefetch") is None
+
+
+def nearest(query) -> tuple[str, np.ndarray]:
+    """The vector name and vector of the embedded engine's ``Query.Nearest`` (read back from a
+    request it has no getters: its repr has both)."""
+    found = re.fullmatch(r'Query\.Nearest\(query=\[([^\]]*)\], using="(\w+)"\)', repr(query))
+    assert found, repr(query)
+    return found[2], np.array(found[1].split(", "), dtype=np.float32)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_search_plan_on_the_embedded_engine(preset, tmp_path, engine):
+    """The same plan as the request the embedded engine (the default store) is given."""
+    vectorizer = QdrantVectorizer(tmp_path, "things", engine=engine, preset=preset)
+    vectorizer.add_texts(["a", "b"])
+    spy = vectorizer.store.shard = ShardSpy(vectorizer.store.shard)
+    query = engine.encode_text(["a"], task=engine.query_task)[0]
+    for limit, candidates in ((3, 100), (30, 300)):
+        spy.requests.clear()
+        vectorizer.search_vector(query, limit=limit, modality="text")
+        (request,) = spy.requests
+        using, vector = nearest(request.query)
+        assert using == FULL and request.limit == limit
+        np.testing.assert_allclose(vector, query, atol=1e-6)
+        assert 'key="modality"' in repr(request.filter) and 'MatchValue(value="text")' in repr(request.filter)
+        if preset == "default":
+            (prefetch,) = request.prefetches
+            using, vector = nearest(prefetch.query)
+            assert using == SHORT and prefetch.limit == candidates
+            np.testing.assert_allclose(vector, query[:8] / np.linalg.norm(query[:8]), atol=1e-6)
+            assert repr(prefetch.filter) == repr(request.filter)
+        else:
+            assert request.prefetches == []
+            assert request.params.quantization.rescore is True
+            assert request.params.quantization.oversampling == {"int8": 2.0, "binary": 8.0}[preset]
+    vectorizer.close()
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("backend", ["edge", "memory"])
+def test_the_short_vector_prefetch_prunes_and_rescoring_ranks(backend, tmp_path, engine):
+    """500 points, 100 prefetched for 10 results: a search returns the best by full cosine among
+    the 100 best by short cosine (of its modality), as numpy finds it. Matryoshka-like points (the
+    first dims carry the most) keep the recall against an exact search; decoys close to the query
+    in the dims after the short prefix and far in it hold the exact top 10, so a search that skips
+    the short stage, prefetches on the full vector or prefetches too few gives other results."""
+    rng = np.random.default_rng(0)
+    dim, short_dim, limit, candidates, generic, decoys = 64, 8, 10, 100, 480, 20
+    weights = np.where(np.arange(dim) < short_dim, 2.0, 1.0)
+    query = unit(rng.standard_normal(dim) * weights)
+    points = unit(rng.standard_normal((generic, dim)) * weights)
+    near = np.concatenate([-0.1 * query[:short_dim], query[short_dim:]])
+    vectors = np.concatenate([points, unit(near + 0.01 * rng.standard_normal((decoys, dim)))]).astype(np.float32)
+    modality = np.array(["text", "image"] * (generic // 2) + ["text"] * decoys)
+    full = vectors @ query
+    short = unit(vectors[:, :short_dim]) @ unit(query[:short_dim])
+    texts = np.flatnonzero(modality == "text")
+
+    def rescored(pool: np.ndarray) -> list[int]:
+        return sorted(pool.tolist(), key=lambda i: -full[i])[:limit]
+
+    by_short = texts[np.argsort(-short[texts])]
+    expected = rescored(by_short[:candidates])
+    exact = rescored(texts[texts < generic])  # an exact search, decoys left out
+    assert len(set(expected) & set(exact)) >= 0.9 * limit  # the recall the prefetch keeps
+    wrong = {
+        "no short stage, or a prefetch on the full vector": rescored(texts),
+        "a prefetch of `limit` candidates": rescored(by_short[:limit]),
+    }
+    assert set(rescored(texts)) <= set(range(generic, generic + decoys))  # the decoys hold the exact top
+    assert all(plan != expected for plan in wrong.values())
+
+    vectorizer = make(backend, tmp_path, engine)
+    assert vectorizer.layout.short_dim == short_dim
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vectors))]
+    payloads = [{"modality": str(m), "source": f"point {i}"} for i, m in enumerate(modality)]
+    vectorizer.store.upsert(ids, vectors, payloads)  # the store's own write: no engine in between
+    vectorizer.store.optimize()
+    hits = vectorizer.search_vector(query, limit=limit, modality="text")
+    assert [ids.index(h.id) for h in hits] == expected
+    np.testing.assert_allclose([h.cosine for h in hits], full[expected], atol=1e-5)
+    vectorizer.close()
 
 
 def test_same_image_given_any_way_is_one_point(tmp_path, engine):

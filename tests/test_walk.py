@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -524,7 +523,7 @@ def scratch(tmp_path):
         yield Path(folder)
 
 
-def test_twenty_thousand_files_walk_in_about_a_second(scratch):
+def test_twenty_thousand_files_walk(scratch):
     for d in range(200):
         folder = scratch / f"d{d // 20}" / f"e{d}"
         folder.mkdir(parents=True)
@@ -533,10 +532,5 @@ def test_twenty_thousand_files_walk_in_about_a_second(scratch):
         if d % 10 == 0:
             (folder / ".gitignore").write_text("*7.md\n!f17.md\nsub/\n")
     (scratch / ".gitignore").write_text("# top\n*.tmp\nbuild/\n**/cache/\n")
-    elapsed = []
-    for _ in range(2):  # the faster of two: the CPUs may be shared
-        start = time.perf_counter()
-        listing = run(scratch, exclude=["*99.md"])
-        elapsed.append(time.perf_counter() - start)
+    listing = run(scratch, exclude=["*99.md"])  # its speed: benchmarks/bench_walk.py
     assert len(listing.files) + len(listing.skipped) == 20_021  # and 21 .gitignore files
-    assert min(elapsed) < 3.0, f"walking 20,000 files took {min(elapsed):.2f} s"

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from _servers import serve
 from conftest import V2_TINY, copy_fixture
 from jinaclip_integrations import JinaCLIPEngine
+from jinaclip_integrations.engine import Tokenized
 from jinaclip_integrations.weaviate import create_inference_app, inference_router
 
 ATOL = 1e-5
@@ -247,8 +248,11 @@ def test_status_routes(http, prefix):
         response = http.get(f"{prefix}/.well-known/{check}")
         assert response.status_code == 204 and response.content == b""
     meta = http.get(f"{prefix}/meta").json()
-    assert meta == {"name": str(V2_TINY), "embedding_dim": 64, "matryoshka_dims": [8, 16, 32, 64],
+    # the folder's name, never its path
+    assert meta == {"name": V2_TINY.name, "embedding_dim": 64, "matryoshka_dims": [8, 16, 32, 64],
                     "tasks": [QUERY], "device": "cpu", "dtype": "float32"}  # fmt: skip
+    assert http.head(f"{prefix}/meta").status_code == 200
+    assert http.head(f"{prefix}/.well-known/ready").status_code == 204
 
 
 def test_openapi_documents_the_bodies(http):
@@ -269,7 +273,9 @@ def test_openapi_documents_the_bodies(http):
         "$ref": "#/components/schemas/ClipResponse"
     }
     t2v = schema["paths"]["/vectors"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert [set(option["properties"]) for option in t2v["anyOf"]] == [{"text", "config"}, {"texts", "config"}]
+    # the Go client's answer fields it sends along are declared (and ignored); any other field is refused
+    assert [set(option["properties"]) for option in t2v["anyOf"]] == [{"text", "config", "dims", "vector", "error"}, {"texts", "config"}]  # fmt: skip
+    assert [option["additionalProperties"] for option in t2v["anyOf"]] == [False, False]
     assert {"ClipResponse", "VectorResponse", "VectorsResponse", "ErrorResponse"} <= set(
         schema["components"]["schemas"]
     )
@@ -292,20 +298,24 @@ async def test_errors_keep_their_shape_in_another_app(engine):
 
 
 class StubEngine:
-    """Just what the routes read from an engine; ``encode_text`` is set per test."""
+    """Just what the routes read from an engine; ``encode_tokens`` is set per test."""
 
     name_or_path, embedding_dim, matryoshka_dims, tasks = "stub", 4, (), ()
-    output_dim, output_dims, query_task = 4, (4,), None
+    output_dim, output_dims, query_task, max_image_pixels = 4, (4,), None, None
     device, dtype = "cpu", "torch.float32"
+
+    @staticmethod
+    def tokenize(texts, task=None):
+        return Tokenized([[1, 2]] * len(texts), [], 512)
 
 
 async def test_failures_are_500_with_an_error_body():
     engine = StubEngine()
 
-    def broken(texts, **kwargs):
+    def broken(tokenized, **kwargs):
         raise RuntimeError("out of memory")
 
-    engine.encode_text = broken
+    engine.encode_tokens = broken
     transport = httpx.ASGITransport(app=create_inference_app(engine))
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         for path, body in (("/vectors", go_request("a")), ("/vectorize", {"texts": ["a"]})):
@@ -317,12 +327,12 @@ async def test_the_model_runs_off_the_event_loop():
     started, release = threading.Event(), threading.Event()
     engine = StubEngine()
 
-    def slow(texts, **kwargs):
+    def slow(tokenized, **kwargs):
         started.set()
         assert release.wait(5), "the event loop was blocked"
-        return np.ones((len(texts), 4), np.float32) / 2
+        return np.ones((len(tokenized.ids), 4), np.float32) / 2
 
-    engine.encode_text = slow
+    engine.encode_tokens = slow
     transport = httpx.ASGITransport(app=create_inference_app(engine))
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         pending = asyncio.create_task(client.post("/vectors", json=go_request("a")))
@@ -341,7 +351,8 @@ async def test_model_without_tasks_gets_no_query_instruction(tmp_path, engine):
     plain = JinaCLIPEngine.from_pretrained(copy_fixture(tmp_path / "m", config_edit=no_tasks), device="cpu")
     calls = []
     spy = SimpleNamespace(**{name: getattr(plain, name) for name in vars(StubEngine) if not name.startswith("_")})
-    spy.encode_text = lambda texts, **kwargs: calls.append(kwargs.get("task")) or plain.encode_text(texts, **kwargs)
+    spy.tokenize = lambda texts, **kwargs: calls.append(kwargs.get("task")) or plain.tokenize(texts, **kwargs)
+    spy.encode_tokens = plain.encode_tokens
     transport = httpx.ASGITransport(app=create_inference_app(spy))
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.post("/query/vectors", json=go_request("cat", task_type="query"))

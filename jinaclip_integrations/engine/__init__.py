@@ -1,8 +1,11 @@
 """The native jina-clip engine: model code, checkpoint loading, preprocessing and batching.
 
 Names are imported on first use: ``truncate_normalize`` needs only numpy, the image-input names
-(``resolve_image``, ``require_heif_support``, ...) PIL and numpy, the engine imports torch
+(``resolve_image``, ``open_image``, ``IMAGE_FORMATS``, ...) PIL and numpy, the engine imports torch
 (``jinaclip_integrations`` itself imports none of them).
+
+``IMAGE_FORMATS`` is the allow-list of image formats decoded from encoded bytes, wherever they
+come from; ``open_image`` opens bytes in those formats only (the header, nothing decoded).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .engine import QUERY_TASK, JinaCLIPEngine, LazyEngine, model_key, shared_engine
-    from .inputs import ImageNotFound, ImageSource, require_heif_support, resolve_image
+    from .inputs import IMAGE_FORMATS, ImageNotFound, ImageSource, open_image, require_heif_support, resolve_image
     from .outputs import truncate_normalize
     from .tokenizer import Tokenized
 
@@ -24,8 +27,10 @@ _NAMES = {
     "LazyEngine": ".engine",
     "model_key": ".engine",
     "shared_engine": ".engine",
+    "IMAGE_FORMATS": ".inputs",
     "ImageNotFound": ".inputs",
     "ImageSource": ".inputs",
+    "open_image": ".inputs",
     "require_heif_support": ".inputs",
     "resolve_image": ".inputs",
     "truncate_normalize": ".outputs",
@@ -33,6 +38,7 @@ _NAMES = {
 }
 
 __all__ = [
+    "IMAGE_FORMATS",
     "QUERY_TASK",
     "ImageNotFound",
     "ImageSource",
@@ -40,6 +46,7 @@ __all__ = [
     "LazyEngine",
     "Tokenized",
     "model_key",
+    "open_image",
     "require_heif_support",
     "resolve_image",
     "shared_engine",

@@ -156,12 +156,14 @@ class JinaCLIPEngine:
             batch_size: default texts/images per forward pass.
             max_batch_tokens: most padded tokens in one text batch (bounds memory on long texts).
             max_image_pixels: images with more pixels are refused before decoding (None: no limit).
-            show_progress: progress bars for loading and embedding (default: on a terminal).
+            show_progress: progress bars for downloading, loading and embedding (default: on a terminal).
             weights: False reads only the config and tokenizer (nothing is downloaded but them)
                 and builds no model: an engine that tokenizes, counts tokens and preprocesses
                 images, and knows its sizes and tasks, but cannot embed (its device is ``meta``).
         """
-        folder = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, weights=weights)
+        folder = resolve_checkpoint(
+            name_or_path, revision=revision, cache_dir=cache_dir, weights=weights, show_progress=show_progress
+        )
         config = load_config(folder, cache_dir=cache_dir)
         if weights:
             device_ = resolve_device(device)

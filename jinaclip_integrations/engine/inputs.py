@@ -12,6 +12,16 @@ finds; the ingest pipeline keys points by it (the encoded bytes of a file, its `
 its bytes, its base64 and its data URI are one and the same), so a point's ID and its vector
 always come from the same reading of the input.
 
+Formats: encoded bytes, wherever they come from (a file, bytes, base64, a data URI, a URL, a file
+object; the server's and the document readers' images too), are decoded only in the formats of
+:data:`IMAGE_FORMATS`: JPEG (MPO, the multi-picture JPEG many cameras write, included: PIL's JPEG
+reader returns it, and its frames are JPEGs), PNG (APNG too), WebP, GIF, BMP, TIFF, AVIF where the
+installed pillow reads it (pillow 11.3 and later, built with libavif) and HEIC/HEIF where
+pillow-heif is installed. ``Image.open`` is given that list, so no other PIL plugin ever reads the
+bytes: an EPS never reaches Ghostscript, a PSD, ICO, PCX, SGI, TGA, XBM, ... never reaches its parser.
+Anything else is an :class:`~jinaclip_integrations.errors.InputError` naming the format (when its
+first bytes tell it). A PIL image passed in is already decoded by its caller and is accepted as it is.
+
 Decoding:
 
 * EXIF orientation is applied, so the model sees the image as a viewer shows it (the reference
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import http.client
 import io
@@ -45,6 +56,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,6 +71,9 @@ DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 #: Seconds an image URL may take, connection and whole download.
 URL_TIMEOUT_S = 10.0
+#: The only formats encoded images are decoded in (PIL's format names; see the module docstring).
+#: AVIF and HEIF count where the installed pillow / pillow-heif read them.
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_\-\s]+={0,2}\s*")
 _MIN_BASE64_CHARS = 32  # shorter strings are treated as (missing) paths, not as image data
@@ -286,12 +301,52 @@ def _from_array(array: np.ndarray, index: int, max_pixels: int | None) -> Image.
 
 
 def _open_bytes(data: bytes, index: int, max_pixels: int | None, source: str) -> Image.Image:
+    with open_image(data, index, source) as img, _pil_errors(index, source):
+        return _decode(img, index, max_pixels)
+
+
+def open_image(data: bytes, index: int, source: str = "bytes") -> Image.Image:
+    """Encoded image bytes -> a PIL image opened lazily (use it as a context manager): only its
+    header is read, and only by the reader of one of :data:`IMAGE_FORMATS`; no other PIL plugin
+    sees the bytes. ``source`` is how messages name the bytes (``'a.jpg'``, ``data URI``, ...).
+
+    Raises:
+        InputError: no data; a format not in :data:`IMAGE_FORMATS` (named when its first bytes
+            tell it); HEIC/HEIF without pillow-heif; a header PIL cannot read; a decompression bomb.
+    """
     if not data:
         raise _bad(index, f"no image data in {source}")
     require_heif_support(data, index, source)
+    Image.init()  # all plugins registered, so the list below names each listed format this PIL reads, and no other
+    with _pil_errors(index, source):
+        try:
+            return Image.open(io.BytesIO(data), formats=[name for name in IMAGE_FORMATS if name in Image.OPEN])
+        except Image.UnidentifiedImageError:
+            raise _bad(index, _unidentified(data, source)) from None
+
+
+def _unidentified(data: bytes, source: str) -> str:
+    """Why no format of :data:`IMAGE_FORMATS` opened ``data``, as far as its first 16 bytes tell
+    through each PIL plugin's own magic-number check (no plugin parses the bytes here)."""
+    detected = []
+    for name, (_, accept) in list(Image.OPEN.items()):  # a copy: pillow-heif may register meanwhile
+        with contextlib.suppress(Exception):  # a check may fail on odd bytes: it then detects nothing
+            if accept is not None and (verdict := accept(data[:16])):
+                detected.append((name, verdict))
+    accepted = ", ".join(IMAGE_FORMATS)
+    for name, verdict in detected:
+        if name in IMAGE_FORMATS:  # damaged, or a reader that is not built in (PIL says which)
+            return f"cannot decode image ({source}): {verdict if isinstance(verdict, str) else f'damaged {name} image'}"
+    if detected:
+        return f"image format {detected[0][0]} is not accepted ({source}); accepted formats: {accepted}"
+    return f"cannot decode image ({source}): not an image in an accepted format ({accepted})"
+
+
+@contextlib.contextmanager
+def _pil_errors(index: int, source: str) -> Iterator[None]:
+    """PIL's errors while opening or decoding ``source`` -> an :class:`InputError` for the item."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return _decode(img, index, max_pixels)
+        yield
     except InputError:
         raise
     except Image.DecompressionBombError as exc:

@@ -1,5 +1,14 @@
 """Checkpoint files: a hub name or a folder -> files; ``model.safetensors`` -> our modules.
 
+A hub name is taken from the local hub cache when it is there; otherwise it is downloaded. The
+download first asks the hub for its size, with the hub's ``HF_HUB_ETAG_TIMEOUT`` (default 10 s)
+to connect and between bytes, so an unreachable or stalled hub fails within seconds (the hub
+client's own file listing, which follows, has no timeout). Files then come with the hub client's
+timeouts: ``HF_HUB_ETAG_TIMEOUT`` for each file's metadata, ``HF_HUB_DOWNLOAD_TIMEOUT`` (default
+10 s) between bytes, resumed a few times before it gives up. Any failure is a
+:class:`~jinaclip_integrations.errors.CheckpointError` that names the model, says why in a few
+words and how to do without the download.
+
 Loading is strict: every tensor the config implies must be in the checkpoint under its
 published name, and every tensor in the checkpoint must be used. Either failure raises
 :class:`~jinaclip_integrations.errors.CheckpointError` naming the key.
@@ -8,6 +17,8 @@ published name, and every tensor in the checkpoint must be used. Either failure 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -15,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..errors import CheckpointError
-from ..progress import progress_bar
+from ..progress import progress_bar, show_progress_default
 from .config import JinaCLIPConfig, parse_config
 from .model import JinaCLIPModel, checkpoint_filter_fn
+
+logger = logging.getLogger(__name__)
 
 #: Files fetched from the hub: configs, weights and tokenizer files (no ONNX, no remote code).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
@@ -33,31 +47,119 @@ def resolve_checkpoint(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     weights: bool = True,
+    show_progress: bool | None = None,
 ) -> Path:
     """The local folder holding a checkpoint: ``name_or_path`` itself if it is a folder, else
     the Hugging Face hub snapshot of that model name (from the local cache when it is there,
     downloaded otherwise; ``HF_HUB_OFFLINE=1`` forbids the download). ``weights=False`` fetches
-    only the config and tokenizer files, for a process that never loads the model."""
+    only the config and tokenizer files, for a process that never loads the model.
+
+    A download says what it fetches and its size, then shows the hub's byte progress bar
+    (``show_progress``; default: on a terminal). See the module docstring for its timeouts.
+
+    Raises:
+        CheckpointError: ``name_or_path`` is a file, or a name that is neither in the cache nor
+            downloadable (not a hub name, unknown, gated, offline, unreachable, stalled, ...).
+    """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if path.exists():
         raise CheckpointError(f"{str(name_or_path)!r} is a file; expected a checkpoint folder or a hub model name")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     name = str(name_or_path)
     patterns = HUB_PATTERNS if weights else [p for p in HUB_PATTERNS if not p.endswith(".safetensors")]
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "allow_patterns": patterns}
+    timeout = constants.HF_HUB_ETAG_TIMEOUT
     try:
-        try:
-            return Path(snapshot_download(name, local_files_only=True, **kwargs))
-        except LocalEntryNotFoundError:
-            return Path(snapshot_download(name, **kwargs))
-    except Exception as exc:  # invalid name, network, auth, unknown repo: one error type for the caller
-        raise CheckpointError(
-            f"{name!r} is not a local folder, and it could not be fetched from the Hugging Face hub: {exc}"
-        ) from exc
+        return Path(snapshot_download(name, local_files_only=True, **kwargs))
+    except LocalEntryNotFoundError:
+        pass  # not in the cache (or not all of it): download it
+    except Exception as exc:  # not a valid hub name, an unreadable cache
+        raise _not_fetched(name, _why(exc, timeout)) from exc
+    if constants.HF_HUB_OFFLINE:
+        raise _not_fetched(name, "HF_HUB_OFFLINE is set and it is not in the hub cache", offline=True)
+    try:
+        size = _download_size(name, revision, patterns, timeout)
+        show = show_progress_default(show_progress)
+        logger.info("downloading %s: %s", name, _in_bytes(size))
+        if show:
+            print(f"downloading {name}: {_in_bytes(size)}", file=sys.stderr, flush=True)
+        bars = tqdm if show else _SilentBar  # a plain tqdm: the hub draws it even off a terminal
+        return Path(snapshot_download(name, etag_timeout=timeout, tqdm_class=bars, **kwargs))
+    except Exception as exc:  # network, timeout, auth, unknown repo or revision: one error type for the caller
+        raise _not_fetched(name, _why(exc, timeout)) from exc
+
+
+def _download_size(name: str, revision: str | None, patterns: list[str], timeout: float) -> int:
+    """Bytes of the files a download of ``name`` fetches, asked of the hub with ``timeout`` (to
+    connect and between bytes). It comes first so that an unreachable or stalled hub fails fast:
+    the hub client's own listing requests, which the download then makes, have no timeout."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    info = HfApi().model_info(name, revision=revision, files_metadata=True, timeout=timeout)
+    sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
+    return sum(sizes[file] for file in filter_repo_objects(sizes, allow_patterns=patterns))
+
+
+def _in_bytes(size: int) -> str:
+    """``1.7 GB``, ``17.1 MB``, ...: a download's size as a person reads it (decimal units, as the bar's)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+class _SilentBar(tqdm):
+    """The hub's progress bars when progress is not shown: the same bars, never drawn."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "disable": True})
+
+
+def _why(exc: Exception, timeout: float) -> str:
+    """Why a hub model could not be fetched, in a few words."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(exc, LocalEntryNotFoundError) and isinstance(exc.__cause__, Exception):
+        exc = exc.__cause__  # the download found no cache to fall back on: why the hub failed matters
+    kinds = {cls.__name__ for cls in type(exc).__mro__}  # the hub client's HTTP library varies with its version
+    if isinstance(exc, HFValidationError):
+        return "not a valid hub model name"
+    if isinstance(exc, GatedRepoError):
+        return "it is gated: accept its terms on the hub, then log in with `hf auth login`"
+    if isinstance(exc, RepositoryNotFoundError):
+        return "no such model on the hub, or it is private"
+    if isinstance(exc, RevisionNotFoundError):
+        return "no such revision on the hub"
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        return f"the hub answered HTTP {exc.response.status_code}"
+    if isinstance(exc, TimeoutError) or "TimeoutException" in kinds:
+        return f"{constants.ENDPOINT} did not answer within {timeout:g} s"
+    if "ConnectError" in kinds or isinstance(exc, ConnectionError):
+        return f"cannot connect to {constants.ENDPOINT}"
+    first_line = str(exc).split("\n", 1)[0]  # hub errors go on for lines
+    return f"{type(exc).__name__}: {first_line}"
+
+
+def _not_fetched(name: str, reason: str, *, offline: bool = False) -> CheckpointError:
+    """The error for a hub name that is neither in the cache nor downloadable: why, and how to do without."""
+    other_way = "unset HF_HUB_OFFLINE to download it" if offline else "set HF_HUB_OFFLINE=1 to use the cache only"
+    return CheckpointError(
+        f"{name!r} is not a local folder, and it could not be fetched from the Hugging Face hub ({reason}): "
+        f"pass --model PATH / set JINACLIP_MODEL to a local checkpoint folder, or {other_way}"
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -7,13 +7,17 @@ limits and one API key, embedding through one :class:`~.batcher.MicroBatcher`.
 (their inputs are merged into the same engine calls), the per-request limits (items per
 request, characters per text) and, through two ASGI middlewares, the rest:
 
-- the body size (:class:`~.http.BodyLimit`): 413 before anything is parsed;
+- the body's size and time (:class:`~.http.BodyLimit`): 413 before anything is parsed, 408
+  for a body that has not all come ``body_timeout_s`` after the headers;
 - the API key (:class:`~.security.BearerAuth`): with one set, every route needs it except
   ``/health``, ``/ready`` and ``/.well-known/*`` (probes), and the Weaviate routes when
   ``weaviate_routes_auth`` is off; the schema and its pages (``/openapi.json``, ``/docs``,
   ``/redoc``) need it too (a browser opening ``/docs`` cannot send it: fetch ``/openapi.json``
   with the key instead). The schema then declares the bearer scheme and the 401 of every route
-  that needs it.
+  that needs it;
+- JSON only where no key is needed (:class:`~.security.JsonOnly`): a POST to such a route (all
+  of them without a key) must be ``application/json``, or untyped from a client that is not a
+  web page; else 415, so that pages a user opens cannot make the server embed.
 
 The middlewares answer in the shape of the path's clients: ``{"error": "..."}`` on the Weaviate
 routes, both of the OpenAI and Jina shapes elsewhere.
@@ -41,7 +45,7 @@ with needs_extra("server", "jinaclip_integrations.server"):
 from .batcher import MicroBatcher
 from .embedding_routes import embedding_error, embedding_router
 from .http import BodyLimit, Failure
-from .security import BearerAuth
+from .security import BearerAuth, JsonOnly
 from .settings import ServerSettings
 from .weaviate_routes import inference_router, weaviate_error
 
@@ -69,7 +73,9 @@ def create_app(engine: JinaCLIPEngine, settings: ServerSettings | None = None) -
     from .._version import __version__
 
     settings = settings or ServerSettings.from_env()
-    batcher = MicroBatcher(engine, settings.max_batch_items, settings.max_wait_ms)
+    batcher = MicroBatcher(
+        engine, settings.max_batch_items, settings.max_wait_ms, max_image_pixels=settings.max_image_pixels
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,7 +94,12 @@ def create_app(engine: JinaCLIPEngine, settings: ServerSettings | None = None) -
     app.state.batcher = batcher
     app.include_router(embedding_router(engine, settings, batcher))
     weaviate = inference_router(
-        engine, max_items=settings.max_items, max_text_chars=settings.max_text_chars, embedder=batcher
+        engine,
+        max_items=settings.max_items,
+        max_text_chars=settings.max_text_chars,
+        max_image_pixels=settings.max_image_pixels,
+        max_request_pixels=settings.max_request_pixels,
+        embedder=batcher,
     )
     app.include_router(weaviate)
 
@@ -100,8 +111,10 @@ def create_app(engine: JinaCLIPEngine, settings: ServerSettings | None = None) -
     def is_open(path: str) -> bool:
         return _PROBES.fullmatch(path) is not None or (not settings.weaviate_routes_auth and path in weaviate_paths)
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, reject=reject)
-    if settings.api_key is not None:
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s, reject=reject)
+    keyless = settings.api_key is None
+    app.add_middleware(JsonOnly, applies=lambda path: keyless or is_open(path), reject=reject)
+    if not keyless:
         app.add_middleware(BearerAuth, api_key=settings.api_key, is_open=is_open, reject=reject)  # outermost
         _document_auth(app, is_open)
     return app

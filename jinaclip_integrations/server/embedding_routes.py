@@ -5,7 +5,11 @@
 
 - ``input``: a string, or a list of strings (texts) and objects ``{"text": ...}``,
   ``{"image": <http(s) URL | base64 | data:image/...;base64,...>}``, and the legacy
-  ``{"url": ...}`` and ``{"bytes": <base64>}``. Token-id lists (OpenAI) are refused.
+  ``{"url": ...}`` and ``{"bytes": <base64>}``. Token-id lists (OpenAI) are refused: their ids
+  are another tokenizer's (langchain-openai sends them unless ``check_embedding_ctx_length=False``).
+- ``modality`` (infinity's): ``"text"`` (the default) or ``"image"``, which makes every string
+  of ``input`` an image (base64, a data URI or a URL, as ``{"image": ...}``); objects keep their
+  own kind. Anything else is a 400.
 - ``task`` (Jina): ``"retrieval.query"`` gets the model's query instruction,
   ``"retrieval.passage"`` none (what Jina clients send for documents); the other tasks of
   the model pass through, anything else is a 400. Texts only: images have no task.
@@ -20,7 +24,8 @@
 - ``truncate`` is accepted and ignored: texts longer than the engine's ``max_length`` tokens
   are always truncated, and their items in the answer say so (``"truncated": true``).
   ``late_chunking`` and ``return_multivector`` are refused when true.
-- ``user`` is accepted and ignored.
+- ``user`` is accepted and ignored. Any other field is a 400 naming it (as is an item's key
+  other than its one kind): an option this server would ignore would change the answer unseen.
 
 The answer is the envelope both APIs share, ``{"object": "list", "data": [{"object":
 "embedding", "index": i, "embedding": ...}], "model": ..., "usage": {"prompt_tokens": n,
@@ -38,32 +43,35 @@ read (401, 413). A bad item's message names it: ``"invalid image at index 3: ...
 codes: 400 bad request, 401 no or wrong key, 413 body too large, 500 model failure, 503 not
 ready or shutting down, 504 the request took longer than ``request_timeout_s``; never 422.
 
-Limits (:class:`~.settings.ServerSettings`): items per request, characters per text, pixels
-per image (from its header, before decoding), and image URLs, which are fetched only when
-enabled (see :mod:`.security`); the body size is the app's (:mod:`.app`). Inputs of
-concurrent requests are embedded together (:mod:`.batcher`).
+Limits (:class:`~.settings.ServerSettings`): items per request (a body holding more values
+than that many items can is refused before it is parsed), characters per text, pixels per image
+and per request (from the headers, before anything is decoded), and image URLs, which are
+fetched only when enabled (see :mod:`.security`); the body's size and time are the app's
+(:mod:`.app`). Each text is tokenized once, here: its ids give the usage count and the
+truncation flag and are what the model embeds. Images are decoded on the request's side of the
+batcher, inputs of concurrent requests are embedded together (:mod:`.batcher`).
 
-``GET /v1/models`` is OpenAI's list (one model); ``GET /health`` answers 200 while the process
-runs, ``GET /ready`` 200 once the batcher runs, else 503.
+``GET /v1/models`` is OpenAI's list (one model, named as :func:`~.security.public_model_name`
+says: never a path of the server's); ``GET /health`` answers 200 while the process runs,
+``GET /ready`` 200 once the batcher runs, else 503 (``HEAD`` too, for probes).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from ..engine import truncate_normalize
 from ..errors import InputError
 from .batcher import MicroBatcher, gather_all
-from .http import BadRequest, Failure, json_object, respond, validate
+from .http import INLINE_SIZE, BadRequest, Failure, add_get_route, json_object, offload, respond, validate
 from .schemas import (
     EmbeddingError,
     EmbeddingOptions,
@@ -73,11 +81,11 @@ from .schemas import (
     ModelList,
     request_body,
 )
-from .security import check_image, decode_image, fetch_images, is_url
+from .security import ImageCheck, decode_image, fetch_images, is_url, public_model_name
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
-    from ..engine import JinaCLIPEngine
+    from ..engine import JinaCLIPEngine, Tokenized
 
 __all__ = ["Dialect", "embedding_error", "embedding_router"]
 
@@ -88,10 +96,8 @@ _OPENAI_KEYS = frozenset({"encoding_format", "user"})
 _JINA_KEYS = frozenset({"task", "normalized", "embedding_type", "encoding_type", "late_chunking", "truncate", "return_multivector"})  # fmt: skip
 _ITEM_KEYS = ("text", "image", "url", "bytes")
 _PASSAGE, _QUERY = "retrieval.passage", "retrieval.query"
-#: request bodies (bytes) and answers (floats) up to this size are handled on the event loop,
-#: larger ones on a worker thread
-_INLINE_SIZE = 64 * 1024
-_ERROR_CODES = {401: "invalid_api_key", 413: "request_too_large", 503: "unavailable", 504: "timeout"}
+_ERROR_CODES = {401: "invalid_api_key", 408: "request_timeout", 413: "request_too_large", 415: "unsupported_media_type",
+                503: "unavailable", 504: "timeout"}  # fmt: skip
 
 
 def embedding_router(engine: JinaCLIPEngine, settings: ServerSettings, batcher: MicroBatcher) -> APIRouter:
@@ -117,15 +123,18 @@ def embedding_error(dialect: Dialect, failure: Failure) -> JSONResponse:
 
 @dataclass
 class _Prepared:
-    """A validated request: its options, texts and images with their request positions, and
-    the image URLs still to fetch."""
+    """A validated request: its options, texts (tokenized once read) and images with their
+    request positions, the image URLs still to fetch, and the checks its images pass."""
 
     dimensions: int | None
     task: str | None
     normalized: bool
     format: Format
     count: int
+    check: ImageCheck
+    images_only: bool = False
     texts: list[tuple[int, str]] = field(default_factory=list)
+    tokenized: Tokenized | None = None
     images: list[tuple[int, bytes]] = field(default_factory=list)
     urls: list[tuple[int, str]] = field(default_factory=list)
     tokens: int = 0
@@ -145,7 +154,7 @@ class _EmbeddingService:
 
     def __init__(self, engine: JinaCLIPEngine, settings: ServerSettings, batcher: MicroBatcher) -> None:
         self.engine, self.settings, self.batcher = engine, settings, batcher
-        self.model_name = engine.name_or_path or "jina-clip"
+        self.model_name = public_model_name(engine.name_or_path or "jina-clip")
         self.dimensions = list(engine.output_dims)
         self.native_dim = engine.output_dim  # what the engine returns
         self.max_image_pixels = settings.max_image_pixels or engine.max_image_pixels
@@ -158,7 +167,9 @@ class _EmbeddingService:
             for status, description in (
                 (400, "Bad request: invalid JSON, option or item (the message names the item's index)"),
                 (401, "Missing or wrong API key"),
+                (408, "The request body did not arrive in time"),
                 (413, "Request body too large"),
+                (415, "Not application/json, to a route without an API key"),
                 (500, "The model failed"),
                 (503, "Not ready, or shutting down"),
                 (504, "The request took too long"),
@@ -169,9 +180,9 @@ class _EmbeddingService:
             summary="Embed texts and images (Jina and OpenAI APIs)", response_model=EmbeddingResponse,
             responses=failures, openapi_extra=request_body(EmbeddingRequest),
         )  # fmt: skip
-        router.add_api_route("/v1/models", self.models, methods=["GET"], tags=["embeddings"], response_model=ModelList)
-        router.add_api_route("/health", self.health, methods=["GET"], tags=["status"])
-        router.add_api_route("/ready", self.readiness, methods=["GET"], tags=["status"])
+        add_get_route(router, "/v1/models", self.models, tags=["embeddings"], response_model=ModelList)
+        add_get_route(router, "/health", self.health, tags=["status"])
+        add_get_route(router, "/ready", self.readiness, tags=["status"])
         return router
 
     # -- status routes ------------------------------------------------------------------------
@@ -201,7 +212,7 @@ class _EmbeddingService:
         )
 
     async def _embed(self, body: bytes, call: _Call) -> Response:
-        prepared = await _offload(len(body) > _INLINE_SIZE, self._prepare, body, call)
+        prepared = await offload(len(body) > INLINE_SIZE, self._prepare, body, call)
         if prepared.urls:
             fetched = await fetch_images(
                 prepared.urls,
@@ -210,17 +221,16 @@ class _EmbeddingService:
                 max_total_bytes=self.settings.max_body_bytes,
             )
             for (index, _), data in zip(prepared.urls, fetched, strict=True):
-                check_image(data, index, self.max_image_pixels)
+                prepared.check(data, index)
                 prepared.images.append((index, data))
         vectors = await self._vectors(prepared)
-        return await _offload(vectors.size > _INLINE_SIZE, self._render, vectors, prepared)
+        return await offload(vectors.size > INLINE_SIZE, self._render, vectors, prepared)
 
     async def _vectors(self, prepared: _Prepared) -> np.ndarray:
         """All inputs' vectors in request order, truncated to the requested dimensions."""
         parts: list[tuple[list[int], Awaitable[np.ndarray]]] = []
-        if prepared.texts:
-            texts = [text for _, text in prepared.texts]
-            work = self.batcher.embed_texts(texts, prepared.task, prepared.normalized)
+        if prepared.tokenized is not None:
+            work = self.batcher.embed_tokens(prepared.tokenized, prepared.normalized)
             parts.append(([index for index, _ in prepared.texts], work))
         if prepared.images:
             images = [data for _, data in prepared.images]
@@ -263,8 +273,9 @@ class _EmbeddingService:
     # -- reading a request ----------------------------------------------------------------------
 
     def _prepare(self, body: bytes, call: _Call) -> _Prepared:
-        """Parse and check a request: everything but fetching URLs, before any model work."""
-        data = json_object(body)
+        """Parse and check a request, and tokenize its texts (once: their ids are what the model
+        embeds): everything but fetching URLs and decoding images, before any model work."""
+        data = json_object(body, self.settings.max_items)
         call.dialect = _dialect(data)
         options = validate(EmbeddingOptions, {key: value for key, value in data.items() if key != "input"})
         for option in ("late_chunking", "return_multivector"):
@@ -279,12 +290,14 @@ class _EmbeddingService:
             normalized=options.normalized,
             format=options.embedding_type or options.encoding_type or options.encoding_format or "float",
             count=len(inputs) if isinstance(inputs, list) else 1,
+            check=ImageCheck(self.max_image_pixels, self.settings.max_request_pixels),
+            images_only=options.modality == "image",
         )
         self._read_inputs(inputs, prepared)
         if prepared.texts:
-            tokenized = self.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
-            prepared.tokens += sum(map(len, tokenized.ids))
-            prepared.truncated = {prepared.texts[i][0] for i in tokenized.truncated}
+            prepared.tokenized = self.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
+            prepared.tokens += sum(map(len, prepared.tokenized.ids))
+            prepared.truncated = {prepared.texts[i][0] for i in prepared.tokenized.truncated}
         prepared.tokens += self.image_tokens * (len(prepared.images) + len(prepared.urls))
         return prepared
 
@@ -313,12 +326,19 @@ class _EmbeddingService:
         if len(inputs) > self.settings.max_items:
             raise BadRequest(f"input has {len(inputs)} items, more than the limit of {self.settings.max_items}", "input")  # fmt: skip
         for index, item in enumerate(inputs):
-            if isinstance(item, str):
+            if isinstance(item, str) and prepared.images_only:
+                self._read_image("image", item, index, prepared)
+            elif isinstance(item, str):
                 prepared.texts.append((index, self._text(item, index)))
             elif isinstance(item, dict):
                 self._read_object(item, index, prepared)
             elif _is_token_ids(item):
-                raise BadRequest(f"token-id input (at index {index}) is not supported: send texts as strings", "input")
+                raise BadRequest(
+                    f"token-id input (at index {index}) is not supported: token ids are another model's tokenizer's "
+                    "(OpenAI's tiktoken), not this model's; send texts as strings (langchain_openai.OpenAIEmbeddings: "
+                    "pass check_embedding_ctx_length=False)",
+                    "input",
+                )
             else:
                 raise InputError(index, f"expected a string or an object, got {_json_type(item)}")
 
@@ -326,13 +346,22 @@ class _EmbeddingService:
         keys = [key for key in _ITEM_KEYS if key in item]
         if len(keys) != 1:
             raise InputError(index, f"expected an object with one of the keys {list(_ITEM_KEYS)}, got {sorted(item)}")
+        if len(item) > 1:
+            unknown = sorted(set(item) - set(keys))
+            raise InputError(index, f"unknown key {unknown[0]!r} in an item: an item has one key of {list(_ITEM_KEYS)}")
         key = keys[0]
         value = item[key]
         if not isinstance(value, str):
             raise InputError(index, f"{key} must be a string, got {_json_type(value)}", kind="image" if key != "text" else "text")  # fmt: skip
         if key == "text":
             prepared.texts.append((index, self._text(value, index)))
-        elif key == "url" or (key == "image" and is_url(value)):
+        else:
+            self._read_image(key, value, index, prepared)
+
+    def _read_image(self, key: str, value: str, index: int, prepared: _Prepared) -> None:
+        """An image item: a URL to fetch later (if allowed), else base64 or a data URI, decoded
+        and its header checked now."""
+        if key == "url" or (key == "image" and is_url(value)):
             if not self.settings.allow_image_urls:
                 raise InputError(
                     index,
@@ -343,7 +372,7 @@ class _EmbeddingService:
             prepared.urls.append((index, value))
         else:  # image or bytes: base64, or a data URI
             data = decode_image(value, index)
-            check_image(data, index, self.max_image_pixels)
+            prepared.check(data, index)
             prepared.images.append((index, data))
 
     def _text(self, text: str, index: int) -> str:
@@ -389,9 +418,3 @@ async def _at(positions: list[int], work: Awaitable[np.ndarray]) -> np.ndarray:
         return await work
     except InputError as exc:
         raise exc.at(positions[exc.index]) from None
-
-
-async def _offload(large: bool, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` on a worker thread when the work is ``large`` (the event loop keeps serving
-    other clients), else right here (a thread hop costs more than small work)."""
-    return await run_in_threadpool(fn, *args) if large else fn(*args)

@@ -25,10 +25,11 @@ Format = Literal["float", "base64", "binary", "ubinary"]
 
 
 class StrictBody(BaseModel):
-    """A request body, or a part of one: no ``"1"`` -> 1 or 1 -> ``"1"``; unknown keys (the
-    Weaviate Go client's ``dims``, ``vector``, ``error``; other APIs' options) are ignored."""
+    """A request body, or a part of one: no ``"1"`` -> 1 or 1 -> ``"1"``, and no unknown field
+    (a 400 naming it: an option the server would silently ignore changes what the client
+    gets). The fields clients send that mean nothing here are declared, and ignored."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 # -- /v1/embeddings (Jina and OpenAI) -------------------------------------------------------------
@@ -50,21 +51,27 @@ class EmbeddingOptions(StrictBody):
     late_chunking: bool | None = Field(default=None, description="Not supported: must not be true.")
     return_multivector: bool | None = Field(default=None, description="Not supported: must not be true.")
     user: str | None = Field(default=None, description="Ignored (OpenAI).")
+    modality: Literal["text", "image"] | None = Field(
+        default=None, description="infinity's: 'image' makes every string of input an image (base64, data URI, URL)."
+    )
 
 
-class TextInput(BaseModel):
+class TextInput(StrictBody):
     text: str
 
 
-class ImageInput(BaseModel):
-    image: str = Field(description="An http(s) URL (if enabled), base64, or a data:image/...;base64 URI.")
+class ImageInput(StrictBody):
+    image: str = Field(
+        description="An http(s) URL (if enabled), base64, or a data URI (data:image/...;base64, "
+        "data:application/octet-stream;base64, or data:;base64,)."
+    )
 
 
-class UrlInput(BaseModel):
+class UrlInput(StrictBody):
     url: str = Field(description="An http(s) image URL (if enabled).")
 
 
-class BytesInput(BaseModel):
+class BytesInput(StrictBody):
     bytes: str = Field(description="A base64 image.")
 
 
@@ -148,6 +155,9 @@ class VectorRequest(StrictBody):
 
     text: str
     config: VectorConfig | None = None
+    dims: int | None = Field(default=None, description="Ignored: Weaviate's client sends its answer's fields too.")
+    vector: list[float] | None = Field(default=None, description="Ignored (Weaviate's client sends null).")
+    error: str | None = Field(default=None, description="Ignored (Weaviate's client sends an empty string).")
 
 
 class VectorsRequest(StrictBody):

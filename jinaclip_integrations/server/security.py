@@ -1,5 +1,6 @@
-"""What stands between the network and the engine: bearer-token auth, strict image decoding,
-image header checks and SSRF-safe image URL fetching (the body-size limit is :class:`~.http.BodyLimit`).
+"""What stands between the network and the engine: bearer-token auth, the JSON-only rule of routes
+without a key, strict image decoding, image header checks (per image and per request) and
+SSRF-safe image URL fetching (the body's size and time limits are :class:`~.http.BodyLimit`).
 
 The engine opens any string it is given as a path, a URL (with no address checks) or lenient
 base64, which is right for a local caller and wrong for a client on the network. So the
@@ -14,7 +15,15 @@ connection goes to the address that was checked (no second lookup an attacker's 
 answer differently); redirects are followed by hand, at most :data:`MAX_REDIRECTS`, each one
 checked the same way; the whole fetch has one deadline (a watchdog shuts the socket down when
 it passes, so a server that drips its headers cannot hold a thread longer) and the request's
-images one byte budget. Fetches run on their own small thread pool. Proxy settings from the environment are not used.
+images one byte budget. Each request looks up and fetches on a thread pool of its own, at
+most :data:`URL_CONCURRENCY` URLs at a time: one request's slow URLs (or slow DNS answers)
+never hold another's fetches.
+A refused URL's message never says what its host resolved to, nor tells a host that does not
+resolve from one that resolves to a private address (the server's DNS view stays its own).
+Proxy settings from the environment are not used.
+
+Clients are told the model's name, never where it lies on the server's disk
+(:func:`public_model_name`).
 """
 
 from __future__ import annotations
@@ -22,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hmac
 import http.client
-import io
 import ipaddress
 import re
 import socket
@@ -33,34 +42,40 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
 
-from PIL import Image
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..engine import require_heif_support
+from ..engine import open_image
 from ..errors import InputError
+from ..store import model_label
 from .batcher import gather_all
 from .http import Failure, Reject
 
 __all__ = [
     "MAX_REDIRECTS",
+    "URL_CONCURRENCY",
     "BearerAuth",
+    "ImageCheck",
+    "JsonOnly",
     "address_allowed",
     "check_image",
     "decode_image",
     "fetch_images",
     "is_url",
+    "public_model_name",
     "token_matches",
 ]
 
 MAX_REDIRECTS = 3
-#: image URLs fetched at the same time for one request
-URL_CONCURRENCY = 8
+#: image URLs fetched at the same time for one request (the threads of its own pool)
+URL_CONCURRENCY = 4
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
-_DATA_URI = re.compile(r"data:image/[\w.+-]+;base64,", re.IGNORECASE | re.ASCII)
+#: the data URIs of images: an image type, ``application/octet-stream`` or none
+_DATA_URI = re.compile(r"data:(image/[\w.+-]+|application/octet-stream)?;base64,", re.IGNORECASE | re.ASCII)
 #: Content-Types of a 200 that is certainly not an image (an error or login page, an API's JSON):
 #: refused from the headers, before downloading the body
 _NOT_IMAGES = re.compile(r"text/.*|application/(json|xml|xhtml\+xml|problem\+json)", re.IGNORECASE)
@@ -69,12 +84,16 @@ _NOT_IMAGES = re.compile(r"text/.*|application/(json|xml|xhtml\+xml|problem\+jso
 # -- authentication -------------------------------------------------------------------------------
 
 
-def token_matches(authorization: str | None, api_key: str) -> bool:
-    """Whether an ``Authorization`` header carries ``Bearer <api_key>`` (constant-time compare)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer":
+def token_matches(authorization: bytes | str | None, api_key: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <api_key>``: the header's bytes as
+    they came (a ``str`` as UTF-8) against the key's ASCII bytes, in constant time. The key is
+    visible ASCII (:class:`~.settings.ServerSettings` refuses others), so what a client must send
+    does not depend on how it encodes a header."""
+    raw = authorization.encode() if isinstance(authorization, str) else authorization or b""
+    scheme, _, token = raw.partition(b" ")
+    if scheme.lower() != b"bearer":
         return False
-    return hmac.compare_digest(token.strip().encode(), api_key.encode())
+    return hmac.compare_digest(token.strip(), api_key.encode("ascii"))
 
 
 class BearerAuth:
@@ -86,8 +105,7 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.is_open(scope["path"]):
-            headers = dict(scope["headers"])
-            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            authorization = dict(scope["headers"]).get(b"authorization")
             if not token_matches(authorization, self.api_key):
                 message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
                 response = self.reject(scope["path"], Failure(401, message, headers={"WWW-Authenticate": "Bearer"}))
@@ -96,12 +114,41 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class JsonOnly:
+    """ASGI middleware: a POST to a path for which ``applies`` (the routes that need no key) must
+    say ``Content-Type: application/json``, or say none and come from no web page (no
+    ``Origin``); else it is answered 415 before its body is read.
+
+    A web page may make its visitor's browser POST anywhere without asking the server first
+    (no CORS preflight) only as ``text/plain``, a form, or a body with no type; JSON needs the
+    preflight, which this server never grants. So a server without a key on ``127.0.0.1`` or a
+    private network cannot be made to embed by pages its users open. Weaviate's
+    text2vec-transformers client sends no Content-Type (and no ``Origin``): it is served."""
+
+    def __init__(self, app: ASGIApp, *, applies: Callable[[str], bool], reject: Reject) -> None:
+        self.app, self.applies, self.reject = app, applies, reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.applies(scope["path"]):
+            headers = dict(scope["headers"])
+            declared = headers.get(b"content-type")
+            media_type = (declared or b"").partition(b";")[0].strip().lower()
+            if media_type != b"application/json" and (declared is not None or b"origin" in headers):
+                sent = f", not {declared.decode('latin-1')!r}" if declared is not None else " from a web page (Origin)"
+                message = (f"Content-Type must be application/json{sent}: without an API key, this server refuses "
+                           "what any web page could make its visitors' browsers send")  # fmt: skip
+                await self.reject(scope["path"], Failure(415, message))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # -- images -------------------------------------------------------------------------------------------
 
 
 def decode_image(value: str, index: int) -> bytes:
-    """The bytes of a base64 image (a ``data:image/...;base64,`` prefix is allowed); an
-    ``InputError`` naming ``index`` for anything that is not strict base64."""
+    """The bytes of a base64 image (a ``data:image/...;base64,``, ``data:application/octet-stream;
+    base64,`` or ``data:;base64,`` prefix is allowed); an ``InputError`` naming ``index`` for
+    anything that is not strict base64."""
     match = _DATA_URI.match(value)
     try:
         data = base64.b64decode(value[match.end() :] if match else value, validate=True)
@@ -112,23 +159,41 @@ def decode_image(value: str, index: int) -> bytes:
     return data
 
 
-def check_image(data: bytes, index: int, max_pixels: int | None) -> None:
-    """Refuse bytes that are not an image PIL can identify, or one with more than ``max_pixels``
-    pixels: an :class:`InputError` naming ``index``. Only the header is read."""
-    require_heif_support(data, index)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-    except Image.DecompressionBombError as exc:
-        raise InputError(index, f"image is too large: {exc}", kind="image") from None
-    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
-        raise InputError(index, f"not an image: {exc}", kind="image") from None
+def check_image(data: bytes, index: int, max_pixels: int | None) -> int:
+    """The pixels of an image as its header declares them; an :class:`InputError` naming
+    ``index`` for bytes that are not an image in one of the engine's accepted formats
+    (``IMAGE_FORMATS``: no other reader sees them), or an image of more than ``max_pixels``
+    pixels. Only the header is read."""
+    with open_image(data, index, "image data") as img:
+        width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(
             index,
             f"image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
             kind="image",
         )
+    return width * height
+
+
+class ImageCheck:
+    """The header checks of one request's images (:func:`check_image`), and its pixel budget:
+    decoding costs in proportion to the pixels (about 2 s for a one-colour PNG of 89 megapixels
+    and a few hundred kilobytes), so the images of one request may declare at most
+    ``max_request_pixels`` in all (None: no budget). Call it on each image as it is read."""
+
+    def __init__(self, max_pixels: int | None, max_request_pixels: int | None) -> None:
+        self.max_pixels, self.max_request_pixels = max_pixels, max_request_pixels
+        self.pixels = 0
+
+    def __call__(self, data: bytes, index: int) -> None:
+        self.pixels += check_image(data, index, self.max_pixels)
+        if self.max_request_pixels is not None and self.pixels > self.max_request_pixels:
+            raise InputError(
+                index,
+                f"the images of this request have {self.pixels} pixels up to this one, more than the limit of "
+                f"{self.max_request_pixels} per request (max_request_pixels): send them in several requests",
+                kind="image",
+            )
 
 
 def is_url(value: str) -> bool:
@@ -173,25 +238,29 @@ async def fetch_images(
     """
     budget = _Budget(max_total_bytes)
     gate = asyncio.Semaphore(URL_CONCURRENCY)
+    pool = ThreadPoolExecutor(max_workers=min(URL_CONCURRENCY, len(urls)) or 1, thread_name_prefix="jinaclip-fetch")
 
     async def one(index: int, url: str) -> bytes:
         async with gate:
             try:
-                return await asyncio.wait_for(_fetch(url, index, allow_private, timeout_s, budget), timeout_s)
+                return await asyncio.wait_for(_fetch(url, index, allow_private, timeout_s, budget, pool), timeout_s)
             except asyncio.TimeoutError:
                 raise _too_slow(url, index, timeout_s) from None
 
-    return await gather_all(one(index, url) for index, url in urls)
+    try:
+        return await gather_all(one(index, url) for index, url in urls)
+    finally:  # a fetch still running ends at its deadline (the watchdog), then its thread
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _fetch(url: str, index: int, allow_private: bool, timeout_s: float, budget: _Budget) -> bytes:
+async def _fetch(url: str, index: int, allow_private: bool, timeout_s: float, budget: _Budget, pool: Executor) -> bytes:
     deadline = time.monotonic() + timeout_s
     for _ in range(MAX_REDIRECTS + 1):
         target = _parse(url, index)
-        address = await _resolve(target, index, allow_private)
+        address = await _resolve(target, index, allow_private, pool)
         loop = asyncio.get_running_loop()
         status, location, body = await loop.run_in_executor(
-            _FETCH_POOL, _get, target, address, deadline, timeout_s, budget, index
+            pool, _get, target, address, deadline, timeout_s, budget, index
         )
         if status == 200:
             return body
@@ -218,26 +287,34 @@ def _parse(url: str, index: int) -> urllib.parse.SplitResult:
     return target
 
 
-async def _resolve(target: urllib.parse.SplitResult, index: int, allow_private: bool) -> str:
-    """An address of the URL's host to connect to; every address is checked unless allowed."""
+async def _resolve(target: urllib.parse.SplitResult, index: int, allow_private: bool, pool: Executor) -> str:
+    """An address of the URL's host to connect to (looked up on the request's ``pool``: a slow
+    DNS answer holds no thread of anyone else's); every address is checked unless allowed.
+    Refused, the message is the same whether the host does not resolve or resolves to a
+    non-public address, and names no address (see the module docstring)."""
     host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().run_in_executor(pool, lookup)
     except (OSError, UnicodeError) as exc:
+        if not allow_private:
+            raise _not_public(target, index) from None
         raise InputError(index, f"cannot resolve {host!r}: {exc}", kind="image") from None
     addresses = [info[4][0] for info in infos]
+    if not allow_private and not (addresses and all(map(address_allowed, addresses))):
+        raise _not_public(target, index)
     if not addresses:
         raise InputError(index, f"cannot resolve {host!r}", kind="image")
-    if not allow_private:
-        for address in addresses:
-            if not address_allowed(address):
-                raise InputError(
-                    index,
-                    f"refused to fetch {target.geturl()}: {host} resolves to the non-public address {address} "
-                    "(start the server with --allow-private-urls to allow private addresses)",
-                    kind="image",
-                )
     return addresses[0]
+
+
+def _not_public(target: urllib.parse.SplitResult, index: int) -> InputError:
+    return InputError(
+        index,
+        f"refused to fetch {target.geturl()}: its host is not a public address that resolves (start the server "
+        "with --allow-private-urls to allow private addresses)",
+        kind="image",
+    )
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -313,14 +390,22 @@ def _get(
         conn.close()
 
 
-#: threads that fetch image URLs: their own pool, so slow remotes cannot take the event loop's
-#: default executor (DNS lookups, shutdown) hostage
-_FETCH_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="jinaclip-fetch")
-
-
 def _shut(conn: http.client.HTTPConnection) -> None:
     """Shut a connection's socket down from another thread (its blocked read returns)."""
     sock = conn.sock
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- naming the model ------------------------------------------------------------------------------------
+
+
+def public_model_name(name_or_path: str) -> str:
+    """The model's name as the server shows it (``/v1/models``, answers, ``/meta``): a hub name
+    as it is (``jinaai/jina-clip-v2``), a local folder by its last part only: where the server
+    keeps its files (a home folder, a user name) is not the clients' business."""
+    path = Path(name_or_path).expanduser()
+    if path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists():
+        return model_label(name_or_path)
+    return name_or_path

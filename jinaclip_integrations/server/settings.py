@@ -7,12 +7,15 @@ Kept free of FastAPI, so a command line can describe the server's options withou
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .. import settings
 
 MiB = 1024 * 1024
+#: an API key clients can send in an HTTP header as it is: visible ASCII, inner spaces allowed
+_HEADER_SAFE_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 @dataclass(frozen=True)
@@ -20,13 +23,18 @@ class ServerSettings:
     """Limits, security and batching of the embedding server.
 
     Attributes:
-        api_key: clients must send ``Authorization: Bearer <api_key>``; None: no auth.
+        api_key: clients must send ``Authorization: Bearer <api_key>``; None: no auth. Visible
+            ASCII characters (and inner spaces) only: an HTTP header has no one encoding for
+            others, so a client could never be sure to send the same bytes.
         max_body_bytes: largest request body (HTTP 413 above it), images included.
         max_items: most inputs in one request.
         max_text_chars: longest text in characters. Texts longer than the engine's
             ``max_length`` in tokens are truncated by the engine (Jina's ``truncate=true``).
         max_image_pixels: largest image, checked from its header before decoding; None: the
             engine's ``max_image_pixels``.
+        max_request_pixels: most pixels of all images of one request together, from their
+            headers before any is decoded: decoding costs about 20 ns a pixel, and a
+            one-colour PNG of 89 megapixels is a few hundred kilobytes.
         allow_image_urls: fetch ``http(s)`` image URLs (off: only base64 and data URIs).
         allow_private_urls: let URLs reach loopback, private, link-local and other
             non-public addresses (off: only public ones, each redirect re-checked).
@@ -36,6 +44,9 @@ class ServerSettings:
             clients are sending (a lone client's requests never wait); 0: merge only requests
             that queued up while the model was busy.
         request_timeout_s: seconds a request may take before it is answered 504.
+        body_timeout_s: seconds a client has to send its whole request body once its headers
+            are in; a slower one is answered 408 and its connection closed (a client that
+            sends half a body and waits holds no connection for long).
         weaviate_routes_auth: also require the key on the Weaviate inference routes. Weaviate's
             multi2vec-clip and text2vec-transformers modules send no token, so a server used
             by Weaviate on a private network sets this False (``--weaviate-open``).
@@ -46,24 +57,31 @@ class ServerSettings:
     max_items: int = 2048
     max_text_chars: int = 100_000
     max_image_pixels: int | None = None
+    max_request_pixels: int = 256 * MiB
     allow_image_urls: bool = False
     allow_private_urls: bool = False
     url_timeout_s: float = 10.0
     max_batch_items: int = 64
     max_wait_ms: float = 5.0
     request_timeout_s: float = 120.0
+    body_timeout_s: float = 10.0
     weaviate_routes_auth: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_items", "max_text_chars", "max_batch_items"):
+        for name in ("max_body_bytes", "max_items", "max_text_chars", "max_request_pixels", "max_batch_items"):
             _check(name, getattr(self, name), positive=True)
         if self.max_image_pixels is not None:
             _check("max_image_pixels", self.max_image_pixels, positive=True)
-        for name in ("url_timeout_s", "request_timeout_s"):
+        for name in ("url_timeout_s", "request_timeout_s", "body_timeout_s"):
             _check(name, getattr(self, name), positive=True, number=True)
         _check("max_wait_ms", self.max_wait_ms, positive=False, number=True)
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty; use None for no authentication")
+        if self.api_key is not None and not _HEADER_SAFE_KEY.fullmatch(self.api_key):
+            raise ValueError(
+                "api_key must be visible ASCII characters (letters, digits, punctuation; spaces only inside): "
+                "clients send it in an HTTP header, where other characters have no one encoding"
+            )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServerSettings:
@@ -81,8 +99,9 @@ class ServerSettings:
 
 
 #: the fields read from the settings of the same name
-_FROM_SETTINGS = ("max_items", "max_text_chars", "max_image_pixels", "allow_image_urls", "allow_private_urls",
-                  "url_timeout_s", "max_batch_items", "max_wait_ms", "request_timeout_s")  # fmt: skip
+_FROM_SETTINGS = ("max_items", "max_text_chars", "max_image_pixels", "max_request_pixels", "allow_image_urls",
+                  "allow_private_urls", "url_timeout_s", "max_batch_items", "max_wait_ms", "request_timeout_s",
+                  "body_timeout_s")  # fmt: skip
 
 
 def _check(name: str, value: Any, *, positive: bool, number: bool = False) -> None:
@@ -95,8 +114,9 @@ def _check(name: str, value: Any, *, positive: bool, number: bool = False) -> No
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's options to ``parser`` (read them back with :func:`settings_from_args`);
-    their defaults are the settings' (the environment, the config file, the built-in values)."""
-    defaults = ServerSettings.from_env()
+    their defaults are the settings' (the environment, the config file, the built-in values).
+    The API key is not read here: a bad one fails the server's start, not every command."""
+    defaults = ServerSettings.from_env(api_key=None)
     group = parser.add_argument_group("server")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     group.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")

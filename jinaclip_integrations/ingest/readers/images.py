@@ -2,6 +2,7 @@
 
 Both readers keep the same way: images smaller than :data:`MIN_IMAGE_SIDE` on either side are
 left out, repeats are kept once, at most ``max_images`` are kept and the rest counted in a warning.
+Embedded images are read in the engine's formats only (:data:`~jinaclip_integrations.engine.IMAGE_FORMATS`).
 PIL is imported only when an image is looked at, never on import.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from ...errors import InputError
 from .common import ImagePart
 
 #: embedded images (PDF, docx) smaller than this many pixels on either side are left out as
@@ -54,11 +56,13 @@ def png_bytes(image: Any) -> bytes:
 
 
 def pil_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the header, or None if PIL cannot read the image (EMF/WMF included)."""
-    from PIL import Image
+    """``(width, height)`` from the header, or None unless the image is in one of the formats the
+    engine decodes (:data:`~jinaclip_integrations.engine.IMAGE_FORMATS`: no EMF/WMF, EPS, ...),
+    read by that format's reader alone."""
+    from ...engine import open_image
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return None if image.format == "WMF" else image.size
-    except Exception:  # PIL raises many kinds for data it cannot identify
+        with open_image(data, 0) as image:
+            return image.size
+    except InputError:
         return None

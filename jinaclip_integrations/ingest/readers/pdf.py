@@ -79,7 +79,7 @@ def _pdf_image(image: Any) -> bytes:
         jpeg = bytes(image.get_data(decode_simple=True))
         from PIL import Image
 
-        with contextlib.suppress(Exception), Image.open(io.BytesIO(jpeg)) as decoded:
+        with contextlib.suppress(Exception), Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as decoded:
             if decoded.format == "JPEG" and decoded.mode in ("RGB", "L"):
                 return jpeg
     bitmap = image.get_bitmap(render=False)
