@@ -34,7 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from jinaclip_integrations.engine.batching import length_sorted_batches  # noqa: E402
 from jinaclip_integrations.engine.config import JinaCLIPConfig, VisionConfig  # noqa: E402
-from jinaclip_integrations.engine.engine import resolve_device, resolve_dtype  # noqa: E402
+from jinaclip_integrations.engine.engine import (  # noqa: E402
+    ACCELERATOR_BATCH_OVERHEAD_TOKENS,
+    BATCH_OVERHEAD_TOKENS,
+    DEFAULT_MAX_BATCH_TOKENS,
+    resolve_device,
+    resolve_dtype,
+)
 from jinaclip_integrations.engine.weights import build_model, load_config  # noqa: E402
 
 FULL_CONFIG = ROOT / "benchmarks" / "configs" / "jina-clip-v2"
@@ -124,12 +130,21 @@ def peer_text_model(cfg: JinaCLIPConfig, device: torch.device, dtype: torch.dtyp
     return model.eval()
 
 
-def text_batches(lengths: list[int], cfg: JinaCLIPConfig, batch_size: int, device: torch.device):
-    """Random token ids of the given lengths, padded into the engine's length-sorted batches."""
+def batch_overhead(device: torch.device) -> int:
+    """The engine's cost of one more text batch on ``device``, in tokens."""
+    return BATCH_OVERHEAD_TOKENS.get(device.type, ACCELERATOR_BATCH_OVERHEAD_TOKENS)
+
+
+def text_batches(
+    lengths: list[int], cfg: JinaCLIPConfig, batch_size: int, device: torch.device, overhead: int | None = None
+):
+    """Random token ids of the given lengths, padded into the engine's length-sorted batches
+    (``overhead``: the cost of a batch in tokens, default the engine's for ``device``)."""
     pad = cfg.text.pad_token_id
     generator = torch.Generator().manual_seed(0)
     batches = []
-    for batch in length_sorted_batches(lengths, batch_size, max_tokens=16384):
+    overhead = batch_overhead(device) if overhead is None else overhead
+    for batch in length_sorted_batches(lengths, batch_size, DEFAULT_MAX_BATCH_TOKENS, overhead):
         width = max(lengths[i] for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         for row, i in enumerate(batch):
@@ -192,7 +207,7 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="checkpoint folder whose config.json to use (random weights)")
     parser.add_argument("--device", help="torch device (default: CUDA if available)")
-    parser.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: the engine's, resolve_dtype)")
     parser.add_argument("--smoke", action="store_true", help="tiny config and workload, for CI")
     parser.add_argument("--write", action="store_true", help="append the result to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
@@ -234,9 +249,14 @@ def main(argv: list[str] | None = None) -> str:
     )
     print(report)
     if args.write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write("\n" + report)
+        append_results(report)
     return report
+
+
+def append_results(report: str) -> None:
+    """Append a run's ``report`` (a markdown section) to ``benchmarks/RESULTS.md``."""
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as f:
+        f.write("\n" + report)
 
 
 if __name__ == "__main__":

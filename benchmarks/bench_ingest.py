@@ -125,16 +125,17 @@ def measure(engine, folder: Path, options: ChunkOptions) -> dict:
     }
 
 
-def full_size_engine() -> JinaCLIPEngine:
+def full_size_engine(device: str = "cpu", dtype: str = "float32") -> JinaCLIPEngine:
     """A random full-size jina-clip-v2 (std-0.02 init) with the tiny checkpoint's tokenizer."""
     import torch
 
+    from jinaclip_integrations.engine.engine import resolve_dtype
     from jinaclip_integrations.engine.tokenizer import TextTokenizer
     from jinaclip_integrations.engine.weights import build_model, load_config
 
     torch.manual_seed(0)
     config = load_config(FULL_CONFIG)
-    model = build_model(config, torch.device("cpu"), torch.float32, random_init=True)
+    model = build_model(config, torch.device(device), resolve_dtype(dtype, torch.device(device)), random_init=True)
     return JinaCLIPEngine(model, TextTokenizer.from_folder(TINY, config.text.pad_token_id), name_or_path="jina-clip-v2-random")  # fmt: skip
 
 

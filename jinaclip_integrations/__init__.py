@@ -17,7 +17,7 @@ from .errors import CheckpointError, InputError, JinaCLIPError, StoreError
 
 if TYPE_CHECKING:
     from .chroma import JinaCLIPEmbeddingFunction as JinaCLIPEmbeddingFunction
-    from .engine import JinaCLIPEngine, shared_engine
+    from .engine import ImageRef, JinaCLIPEngine, shared_engine
     from .fusion import FusedHit, fuse_modalities
     from .langchain import JinaCLIPEmbeddings as JinaCLIPEmbeddings
     from .langchain import LangChainCrossModalRetriever as LangChainCrossModalRetriever
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 #: public name -> module that defines it, imported on first access
 _CORE = {
+    "ImageRef": ".engine",
     "JinaCLIPEngine": ".engine",
     "shared_engine": ".engine",
     "FusedHit": ".fusion",
@@ -60,6 +61,7 @@ _INTEGRATIONS = {
 __all__ = [
     "CheckpointError",
     "FusedHit",
+    "ImageRef",
     "InputError",
     "JinaCLIPEngine",
     "JinaCLIPError",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import threading
-from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,7 +32,6 @@ with needs_extra("chroma", "jinaclip_integrations.chroma"):
 
 from . import settings
 from .engine import JinaCLIPEngine, model_key, shared_engine
-from .errors import InputError
 
 __all__ = ["JinaCLIPEmbeddingFunction"]
 
@@ -69,7 +67,9 @@ class JinaCLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
     Args:
         model_name: Hugging Face hub name or local checkpoint folder; default: the ``model``
             setting (``$JINACLIP_MODEL``), or the engine's model when ``engine`` is given.
-        dimensions: Matryoshka truncation, one of the model's ``matryoshka_dims`` (None: full size).
+        dimensions: Matryoshka truncation, one of the model's ``matryoshka_dims`` (None: full size);
+            the engine's ``truncate_dim``, the server's and the other adapters' ``dimensions``,
+            the Qdrant store's ``short_dim``.
         device: torch device; None: the ``device`` setting where the model loads, else CUDA when
             available, else the CPU.
         dtype: ``float32``, ``bfloat16`` or ``float16``; None: the ``dtype`` setting where the
@@ -82,7 +82,9 @@ class JinaCLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
     (:func:`~jinaclip_integrations.engine.shared_engine`) with each other and with the LangChain,
     LlamaIndex and Qdrant adapters. A device or dtype left None is stored as None, so a
     collection reopened on another machine uses that machine's settings. Vectors are
-    L2-normalized float32 rows: the default space is cosine (``ip`` ranks alike).
+    L2-normalized float32 rows: the default space is cosine (``ip`` ranks alike). There is no
+    ``precision`` option: Chroma stores float32 vectors (for int8 or binary vectors, see the
+    engine's ``precision=`` and a store that keeps them, or the Qdrant store's presets).
 
     Raises on embedding:
         InputError: an item cannot be embedded (a missing, corrupt or non-uint8 image); its
@@ -164,28 +166,14 @@ class JinaCLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
         return self._embed(input, self.engine.query_task)
 
     def _embed(self, items: Embeddable, task: str | None) -> Embeddings:
+        """The engine's :meth:`~jinaclip_integrations.engine.JinaCLIPEngine.encode` of a mixed list
+        (a string is a text, anything else an image), as a list of float32 rows."""
         if isinstance(items, str) or (isinstance(items, np.ndarray) and items.ndim != 4):
             raise TypeError("input must be a list of documents and images; wrap a single one in a list")
         items = list(items)
         if not items:
             return []
-        engine = self.engine
-        texts = [i for i, item in enumerate(items) if isinstance(item, str)]
-        images = [i for i, item in enumerate(items) if not isinstance(item, str)]
-        out: np.ndarray | None = None
-        for positions, encode in ((texts, partial(engine.encode_text, task=task)), (images, engine.encode_image)):
-            if not positions:
-                continue
-            try:
-                vectors = encode(
-                    [items[i] for i in positions], truncate_dim=self.dimensions, batch_size=self.batch_size
-                )
-            except InputError as exc:
-                raise exc.at(positions[exc.index]) from None
-            if out is None:
-                out = np.empty((len(items), vectors.shape[1]), dtype=np.float32)
-            out[positions] = vectors
-        return list(out)
+        return list(self.engine.encode(items, task=task, truncate_dim=self.dimensions, batch_size=self.batch_size))
 
     # -- persistence (Chroma's embedding-function config) ----------------------------------
 

@@ -6,8 +6,11 @@
     jinaclip search --image query.jpg --json
     jinaclip ls / jinaclip delete docs/old.pdf / jinaclip stats
     jinaclip embed "some text" --image a.jpg -o vectors.jsonl
+    jinaclip classify cat.jpg dog.jpg --labels "a photo of a cat" "a photo of a dog"   # zero-shot
     jinaclip serve --port 8000                    # OpenAI/Jina /v1/embeddings + Weaviate routes
+    jinaclip serve --model jinaai/jina-clip-v2 --model jinaai/jina-clip-v1   # several models at once
     jinaclip info
+    jinaclip export-onnx onnx/                    # text.onnx + vision.onnx (pip install "jinaclip-integrations[onnx]")
 
 Defaults come from :mod:`jinaclip_integrations.settings`: the environment (``JINACLIP_MODEL``,
 ``JINACLIP_STORE``...), then the config file, then built-in values; the command line wins.
@@ -311,16 +314,48 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Zero-shot classification: each image's probability for each label, most likely first
+    (:meth:`JinaCLIPEngine.classify`: the model's own temperature, labels embedded as written)."""
+    if args.top_k is not None and args.top_k < 1:
+        raise JinaCLIPError(f"--top-k must be at least 1, got {args.top_k}")
+    for image in args.images:  # before the model loads
+        if "://" not in image and not image.startswith("data:") and not Path(image).expanduser().is_file():
+            raise JinaCLIPError(f"{image}: no such file")
+    probabilities = _engine(args).classify(args.images, args.labels, show_progress=False if args.quiet else None)
+    results = []
+    for image, row in zip(args.images, probabilities, strict=True):
+        order = sorted(range(len(args.labels)), key=lambda j: -row[j])[: args.top_k]
+        labels = [{"label": args.labels[j], "probability": float(row[j])} for j in order]
+        results.append({"image": image, "labels": labels})
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+        return 0
+    for result in results:
+        print(shown(result["image"]))
+        for entry in result["labels"]:
+            print(f"  {100 * entry['probability']:6.2f}%  {entry['label']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve /v1/embeddings (OpenAI and Jina), /v1/models, health and the Weaviate routes."""
+    """Serve /v1/embeddings (OpenAI and Jina), /v1/classify, /v1/models, /metrics, health and the
+    Weaviate routes, for each ``--model`` given (each loaded once; requests pick one by name)."""
     with needs_extra("server", "jinaclip serve"):
         import uvicorn
 
         from .server import create_app, open_host_warning, settings_from_args
+    from .engine import model_key, shared_engine
+
     server_settings = settings_from_args(args)
     if warning := open_host_warning(server_settings, args.host):
         print(f"jinaclip: {warning}", file=sys.stderr)
-    app = create_app(_engine(args), server_settings)
+    progress = False if args.quiet else None
+    names: dict[str, str] = {}  # each model once (a folder by its resolved path), in order
+    for name in args.models or [args.model]:
+        names.setdefault(model_key(name), name)
+    engines = [shared_engine(name, device=args.device, dtype=args.dtype, show_progress=progress) for name in names.values()]  # fmt: skip
+    app = create_app(engines, server_settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
 
@@ -338,6 +373,21 @@ def cmd_info(args: argparse.Namespace) -> int:
         "max_length": engine.max_length,
     }
     return _print_fields(info, args.json)
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """Export the model's text and vision towers to ONNX files (fp32, dynamic batch and length),
+    with its config, tokenizer and preprocessor files beside them."""
+    from .engine import JinaCLIPEngine, export_onnx, require_export_support
+
+    require_export_support("jinaclip export-onnx")  # before minutes of loading the model
+
+    quiet = False if args.quiet else None
+    engine = JinaCLIPEngine.from_pretrained(args.model, device="cpu", dtype="float32", show_progress=quiet)
+    written = export_onnx(engine, args.out_dir, **({"opset": args.opset} if args.opset else {}))
+    size = sum(path.stat().st_size for path in written.values())
+    print(f"exported {args.model} to {shown(args.out_dir)}: {', '.join(written)} ({size / 1e6:,.1f} MB)")
+    return 0
 
 
 def _print_fields(fields: dict[str, Any], as_json: bool) -> int:
@@ -391,6 +441,15 @@ def _vectorizer(args: argparse.Namespace, *, create: bool):
 # -- the parser ----------------------------------------------------------------------------
 
 
+class _EveryModel(argparse.Action):
+    """``--model``: the last one given is ``args.model``, the model of every command; ``serve``
+    serves all of them, listed in ``args.models``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        setattr(namespace, self.dest, values)
+        namespace.models = [*(getattr(namespace, "models", None) or []), values]
+
+
 def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     """The argument parser, with ``values`` (see :func:`defaults`) as the defaults."""
     from ._version import __version__
@@ -403,7 +462,7 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=values["model"], help="hub name or checkpoint folder (%(default)s)")
+    common.add_argument("--model", action=_EveryModel, default=values["model"], help="hub name or checkpoint folder (%(default)s)")  # fmt: skip
     common.add_argument("--device", default=values.get("device"), help="torch device (default: CUDA if available)")
     common.add_argument("--dtype", default=values.get("dtype"), choices=settings.DTYPES)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -473,13 +532,44 @@ def build_parser(values: dict[str, Any]) -> argparse.ArgumentParser:
     embed.add_argument("--server", default=values.get("server"), help="embed with a running `jinaclip serve` at URL (no model loaded here)")  # fmt: skip
     embed.set_defaults(run=cmd_embed)
 
-    serve = commands.add_parser("serve", parents=[common], help="serve the embeddings HTTP API")
+    classify = commands.add_parser(
+        "classify", parents=[common], help="zero-shot classification: which of the labels fits each image",
+        description="For each image, the probability of each label: the softmax over the labels of the model's "
+        "own logit scale times the cosine similarity, as CLIP classifies. Labels are embedded as written: a "
+        "prompt such as 'a photo of a cat' usually works better than 'cat'. Probabilities are relative to the "
+        "labels given.",
+    )  # fmt: skip
+    classify.add_argument("images", nargs="+", metavar="IMAGE", help="image files or URLs")
+    classify.add_argument("--labels", nargs="+", required=True, metavar="LABEL", help="the candidate labels")
+    classify.add_argument("--top-k", type=int, help="only the K most likely labels per image")
+    classify.add_argument("--json", action="store_true", help="print JSON: per image, its labels and probabilities, most likely first")  # fmt: skip
+    classify.set_defaults(run=cmd_classify)
+
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve the embeddings HTTP API",
+        description="Serve /v1/embeddings (OpenAI and Jina), /v1/classify (zero-shot image classification), "
+        "/v1/models, /metrics, health and Weaviate's inference routes. Repeat --model to serve several models: requests pick one by their model field (the first by "
+        "default), the Weaviate routes serve the first.",
+    )  # fmt: skip
     add_server_arguments(serve)  # needs no extra; running the server does
-    serve.set_defaults(run=cmd_serve)
+    serve.set_defaults(run=cmd_serve, models=None)
 
     info = commands.add_parser("info", parents=[common], help="describe the model: device, dtype, sizes, tasks")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=cmd_info)
+
+    export = commands.add_parser(
+        "export-onnx", help="export the text and vision towers to ONNX (needs the onnx extra)",
+        description="Write text.onnx (input_ids, attention_mask -> features) and vision.onnx (pixels -> "
+        "features) to OUT_DIR: fp32, dynamic batch and length, the model's config, tokenizer and preprocessor "
+        "files beside them. The features are the towers' outputs before Matryoshka truncation and "
+        "normalization. The model is loaded on the CPU in float32, whatever --device and --dtype say elsewhere.",
+    )  # fmt: skip
+    export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the folder to write (created if need be)")
+    export.add_argument("--model", default=values["model"], help="hub name or checkpoint folder (%(default)s)")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: 18, the exporter's own)")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    export.set_defaults(run=cmd_export_onnx)
     return parser
 
 

@@ -76,7 +76,9 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
     dtype: str | None = Field(default_factory=partial(settings.value, "dtype"))
     """``float32``, ``bfloat16`` or ``float16``; bf16 on CUDA, fp32 on CPU by default."""
     dimensions: int | None = None
-    """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes)."""
+    """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes): the
+    engine's ``truncate_dim``, the server's ``dimensions``, the Qdrant store's ``short_dim``.
+    Vectors are float lists, so there is no ``precision``: LangChain's stores take floats."""
     batch_size: int = Field(default=32, gt=0)
     """Texts or images per forward pass."""
     query_task: str | None = QUERY_TASK

@@ -69,7 +69,11 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
         default_factory=partial(settings.value, "dtype"),
         description="float32, bfloat16 or float16 (default: bf16 on CUDA, fp32 on CPU).",
     )
-    dimensions: int | None = Field(default=None, description="Matryoshka truncation (one of the model's sizes).")
+    dimensions: int | None = Field(
+        default=None,
+        description="Matryoshka truncation (one of the model's sizes): the engine's truncate_dim, the server's "
+        "dimensions, the Qdrant store's short_dim. Vectors are float lists: there is no precision option.",
+    )
     query_task: str | None = Field(
         default=QUERY_TASK,
         description="Task instruction for queries (by default none on a model without tasks, e.g. jina-clip-v1).",

@@ -12,7 +12,7 @@ setting                environment variable       default
 =====================  =========================  =====================================================
 model                  JINACLIP_MODEL             ``jinaai/jina-clip-v2`` (a hub name or a folder)
 device                 JINACLIP_DEVICE            CUDA when available, else the CPU
-dtype                  JINACLIP_DTYPE             bfloat16 on CUDA, else float32
+dtype                  JINACLIP_DTYPE             bfloat16 on CUDA and CPUs with native bf16, else float32
 store                  JINACLIP_STORE             ``~/.local/share/jinaclip/store`` (the user's data folder)
 qdrant_url             JINACLIP_QDRANT_URL        none: the embedded store
 qdrant_api_key         QDRANT_API_KEY             none
@@ -49,7 +49,8 @@ from typing import Any
 
 from .errors import JinaCLIPError
 
-DTYPES = ("float32", "bfloat16", "float16")
+#: ``int8``: int8 Linear weights (the ``int8`` extra), opt-in: never a default
+DTYPES = ("float32", "bfloat16", "float16", "int8")
 
 
 def default_store() -> str:

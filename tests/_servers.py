@@ -27,7 +27,7 @@ import uvicorn
 from jinaclip_integrations import JinaCLIPEngine
 from jinaclip_integrations.server import ServerSettings, create_app
 
-engine = JinaCLIPEngine.from_pretrained(sys.argv[1], device="cpu", show_progress=False)
+engine = JinaCLIPEngine.from_pretrained(sys.argv[1], device="cpu", dtype="float32", show_progress=False)
 app = create_app(engine, ServerSettings(**json.loads(sys.argv[2])))
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
 sock.bind(("127.0.0.1", 0))

@@ -39,15 +39,18 @@ def _norm(rng, name: str, dim: int) -> dict:
     return {name + ".weight": 1 + rng.normal(0, 0.1, dim), name + ".bias": rng.normal(0, 0.1, dim)}
 
 
-def random_state_dict(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+def random_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The published tensors, in ``dtype``; each tower is converted as soon as it is drawn, so a
+    full-size checkpoint needs one tower's float64 draws at a time (benchmarks/bench_model_load.py)."""
     rng = np.random.default_rng(seed)
-    sd: dict = {"logit_scale": np.array(2.6592)}
-    if config["text_config"]["hf_model_name_or_path"] == JINA_BERT:
-        sd.update(_jinabert_text(rng, config["text_config"]["hf_model_config_kwargs"]))
-    else:
-        sd.update(_xlm_roberta_text(rng, config["text_config"]["hf_model_config_kwargs"]))
-    sd.update(_vision(rng, config["vision_config"]))
-    return {k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()}
+    text = _jinabert_text if config["text_config"]["hf_model_name_or_path"] == JINA_BERT else _xlm_roberta_text
+    sd = {"logit_scale": torch.tensor(2.6592, dtype=dtype)}
+    for part in (
+        lambda: text(rng, config["text_config"]["hf_model_config_kwargs"]),
+        lambda: _vision(rng, config["vision_config"]),
+    ):
+        sd.update({k: torch.tensor(v, dtype=dtype) for k, v in part().items()})
+    return sd
 
 
 def _jinabert_text(rng, kw: dict) -> dict:
@@ -130,7 +133,14 @@ def _vision(rng, vc: dict) -> dict:
 
 
 def write_checkpoint(
-    folder: Path, template: Path, *, text: dict, vision: dict, top: dict | None = None, seed: int = 0
+    folder: Path,
+    template: Path,
+    *,
+    text: dict,
+    vision: dict,
+    top: dict | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[dict, dict[str, torch.Tensor]]:
     """Write a checkpoint whose config is ``template``'s with ``text`` merged into
     ``hf_model_config_kwargs`` (keys ``default_lora_task``/``default_instruction_task`` go to
@@ -156,6 +166,6 @@ def write_checkpoint(
     for name in TOKENIZER_FILES:
         if (template / name).is_file():
             shutil.copy(template / name, folder / name)
-    sd = random_state_dict(config, seed)
+    sd = random_state_dict(config, seed, dtype)
     save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
     return config, sd

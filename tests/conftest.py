@@ -23,6 +23,12 @@ settings.register_profile(
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+#: The tests compare embeddings with float32 goldens at 1e-5, so every entry point that takes its
+#: dtype from the settings (adapters, CLI, server; here and in the subprocesses tests start)
+#: loads float32, whatever this CPU's default is (bf16 where it is native: test_precision.py
+#: checks that default against the goldens).
+os.environ.setdefault("JINACLIP_DTYPE", "float32")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 V2_TINY = FIXTURES / "jina-clip-v2-tiny"
 V1_TINY = FIXTURES / "jina-clip-v1-tiny"

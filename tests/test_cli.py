@@ -25,6 +25,7 @@ def env(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
     monkeypatch.setenv("JINACLIP_MODEL", str(V2_TINY))
+    monkeypatch.setenv("JINACLIP_DTYPE", "float32")  # as the goldens and load_engine (not this CPU's default)
     data = tmp_path / "data"
     shutil.copytree(DATA, data)
     return data

@@ -124,7 +124,7 @@ def test_config_defaults_for_task_and_truncation(tmp_path, engine, manifest):
         config["truncate_dim"] = 16
 
     folder = copy_fixture(tmp_path / "ckpt", config_edit=defaults)
-    other = JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
+    other = JinaCLIPEngine.from_pretrained(folder, device="cpu", dtype="float32", show_progress=False)
     texts = manifest["texts"][:4]
     np.testing.assert_allclose(other.encode_text(texts), engine.encode_text(texts, task="retrieval.query", truncate_dim=16), atol=1e-6)  # fmt: skip
     assert other.encode_image([np.full((8, 8, 3), 7, np.uint8)]).shape == (1, 16)

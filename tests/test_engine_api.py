@@ -10,10 +10,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from conftest import V1_TINY, V2_TINY, load_engine
 from jinaclip_integrations import InputError, JinaCLIPEngine
 from jinaclip_integrations.engine.engine import resolve_device, resolve_dtype
+from jinaclip_integrations.engine.precision import cpu_has_native_bf16
 
 EMB = dict(atol=1e-5, rtol=1e-4)
 
@@ -147,15 +149,17 @@ def test_resolve_device_and_dtype():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device(None).type == expected
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+    native = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert resolve_dtype(None, torch.device("cpu")) == native
     assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
     assert resolve_dtype("torch.float16", torch.device("cpu")) == torch.float16
     assert resolve_dtype(torch.float32, torch.device("cpu")) == torch.float32
-    with pytest.raises(ValueError, match=r"unsupported dtype 'float64'; expected one of \['bfloat16', 'float16', 'float32'\]"):  # fmt: skip
+    assert resolve_dtype("int8", torch.device("cpu")) == torch.int8
+    with pytest.raises(ValueError, match=r"unsupported dtype 'float64'; expected one of \['bfloat16', 'float16', 'float32', 'int8'\]"):  # fmt: skip
         resolve_dtype("float64", torch.device("cpu"))
     with pytest.raises(ValueError, match="unsupported dtype"):
-        resolve_dtype(torch.int8, torch.device("cpu"))
+        resolve_dtype(torch.int16, torch.device("cpu"))
     with pytest.raises(ValueError, match="invalid device"):
         resolve_device("gpu-please")
     if not torch.cuda.is_available():
@@ -174,7 +178,7 @@ def test_cuda_device_gets_its_index(monkeypatch):
 def test_default_device_and_dtype_load():
     engine = JinaCLIPEngine.from_pretrained(V2_TINY, show_progress=False)
     assert engine.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert engine.dtype == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    assert engine.dtype == (torch.bfloat16 if torch.cuda.is_available() or cpu_has_native_bf16() else torch.float32)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -202,7 +206,12 @@ def test_concurrent_loads_build_sound_models(manifest, golden):
         results = list(pool.map(load, ["float32", "bfloat16"] * 4))
     assert torch.nn.init.normal_ is init_normal and torch.get_default_dtype() == default
     for dtype, engine in results:
-        assert {p.dtype for p in engine.model.parameters()} == {getattr(torch, dtype)}
+        modules = list(engine.model.modules())
+        weights = {p.dtype for m in modules if isinstance(m, (nn.Linear, nn.Embedding, nn.Conv2d)) for p in m.parameters()}  # fmt: skip
+        assert weights == {getattr(torch, dtype)}
+        # LayerNorms and the logit scale stay float32 in a bf16 model
+        assert {p.dtype for m in modules if isinstance(m, nn.LayerNorm) for p in m.parameters()} == {torch.float32}
+        assert engine.model.logit_scale.dtype == torch.float32
         # RoPE frequencies and tables stay float32 in a bf16 model
         assert engine.model.text.transformer.rotary_emb.inv_freq.dtype == torch.float32
         assert engine.model.vision.rope_cos.dtype == torch.float32

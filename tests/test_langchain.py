@@ -95,7 +95,7 @@ def test_one_engine_per_model(embeddings, engine):
     relative = JinaCLIPEmbeddings(model_name="tests/fixtures/jina-clip-v2-tiny", device="cpu")
     llama = JinaCLIPEmbedding(**PARAMS)
     assert other.engine is embeddings.engine is relative.engine is llama.engine
-    assert shared_engine(V2_TINY, device="cpu") is embeddings.engine
+    assert shared_engine(V2_TINY, device="cpu", dtype="float32") is embeddings.engine
     assert JinaCLIPEmbeddings(**PARAMS, dtype="bfloat16").engine is not embeddings.engine
     own = JinaCLIPEmbeddings(engine=engine)
     assert own.engine is engine and isinstance(own.engine, JinaCLIPEngine)
@@ -268,7 +268,9 @@ def test_model_without_tasks(tmp_path, engine):
 
     from jinaclip_integrations import JinaCLIPEngine
 
-    plain = JinaCLIPEngine.from_pretrained(copy_fixture(tmp_path / "m", config_edit=no_tasks), device="cpu")
+    plain = JinaCLIPEngine.from_pretrained(
+        copy_fixture(tmp_path / "m", config_edit=no_tasks), device="cpu", dtype="float32"
+    )
     adapter = JinaCLIPEmbeddings(engine=plain)
     assert (adapter.query_task, adapter.document_task) == (None, None)
     np.testing.assert_allclose(adapter.embed_query("cat"), engine.encode_text(["cat"])[0], atol=1e-6)

@@ -86,7 +86,7 @@ def test_reference_impl_matches_goldens(manifest, golden, image_paths):
 def variant(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
     config, sd = write_checkpoint(folder, V2_TINY, **VARIANTS[request.param])
-    engine = JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
+    engine = JinaCLIPEngine.from_pretrained(folder, device="cpu", dtype="float32", show_progress=False)
     return engine, config, sd
 
 

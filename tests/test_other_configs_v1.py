@@ -105,7 +105,7 @@ def test_alibi_slopes_interleave_for_six_heads():
 def variant(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
     config, sd = write_checkpoint(folder, V1_TINY, **VARIANTS[request.param])
-    engine = JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
+    engine = JinaCLIPEngine.from_pretrained(folder, device="cpu", dtype="float32", show_progress=False)
     return engine, config, sd
 
 

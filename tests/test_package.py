@@ -35,7 +35,7 @@ def test_importing_the_package_does_not_import_torch():
 
 def test_public_names():
     core = {"CheckpointError", "InputError", "JinaCLIPError", "StoreError", "__version__", "JinaCLIPEngine",
-            "shared_engine", "FusedHit", "fuse_modalities"}  # fmt: skip
+            "shared_engine", "FusedHit", "fuse_modalities", "ImageRef"}  # fmt: skip
     integrations = {"JinaCLIPEmbeddingFunction", "JinaCLIPEmbeddings", "MultimodalQdrantVectorStore", "LangChainCrossModalRetriever",
                     "JinaCLIPEmbedding", "LlamaIndexCrossModalRetriever", "QdrantVectorizer", "WeaviateVectorizer",
                     "create_inference_app", "create_app", "ServerSettings", "index_with_ray", "RayIndexResult"}  # fmt: skip

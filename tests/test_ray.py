@@ -149,7 +149,7 @@ def test_the_stages_into_a_qdrant_server_as_workers_run_them(tmp_path, engine, m
     monkeypatch.setattr(targets, "connect", lambda url, api_key: client)
     spec = JinaCLIPEngine.from_pretrained(V2_TINY, weights=False)
     options = fit_chunking(ChunkOptions(), spec.max_positions)
-    embedder = Embedder(str(V2_TINY), "cpu", None, options.max_tokens + 2)
+    embedder = Embedder(str(V2_TINY), "cpu", "float32", options.max_tokens + 2)
     files = list_files([docs]).files
     server = targets.RemoteQdrant("http://qdrant:6333", "k", "docs")
     with ExitStack() as stack:
@@ -266,6 +266,7 @@ def test_the_store_equals_syncs_and_follows_the_folder(cluster, tmp_path, engine
     add_bad_files(docs)
     for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("JINACLIP_DTYPE", "float32")  # the goldens' dtype, not this CPU's default (bf16 where native)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     command = [sys.executable, "-m", "jinaclip_integrations.cli", "index", str(docs), "--store", str(store), "--model",
                str(V2_TINY), "-q", "--ray", "--ray-address", cluster, "--report", str(tmp_path / "bad.jsonl")]  # fmt: skip

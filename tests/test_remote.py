@@ -30,6 +30,7 @@ def server(engine):
 def env(tmp_path, monkeypatch) -> Path:
     for setting in settings.SETTINGS.values():
         monkeypatch.delenv(setting.env, raising=False)
+    monkeypatch.setenv("JINACLIP_DTYPE", "float32")  # the goldens' dtype, not this CPU's default (bf16 where native)
     monkeypatch.setenv("JINACLIP_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.setenv("JINACLIP_MODEL", str(V2_TINY))
     monkeypatch.setenv("JINACLIP_STORE", str(tmp_path / "store"))

@@ -362,7 +362,7 @@ def limited(engine) -> Iterator[httpx.Client]:
         ({"input": ["a"], "dimensions": 48, "encoding_format": "float"}, 400, "openai", r"^dimensions 48 is not supported by this model; choose one of \[8, 16, 32, 64\]$", "dimensions"),
         ({"input": ["a"], "dimensions": "16", "user": "u"}, 400, "openai", r"^dimensions: Input should be a valid integer", "dimensions"),
         ({"input": ["a"], "normalized": "yes"}, 400, "jina", r"^normalized: Input should be a valid boolean", None),
-        ({"input": ["a"], "embedding_type": "int8"}, 400, "jina", r"^embedding_type: Input should be 'float', 'base64'", None),
+        ({"input": ["a"], "embedding_type": "int4"}, 400, "jina", r"^embedding_type: Input should be 'float', 'base64'", None),
         ({"input": ["a"], "late_chunking": True}, 400, "jina", r"^late_chunking is not supported", None),
         ({"input": [{"txt": "a"}]}, 400, "jina", r"^invalid input at index 0: expected an object with one of the keys \['text', 'image', 'url', 'bytes'\], got \['txt'\]$", None),
         ({"input": [{"text": "a", "image": "b"}]}, 400, "jina", r"^invalid input at index 0: expected an object with one of the keys", None),

@@ -38,6 +38,7 @@ def env(tmp_path, monkeypatch) -> Path:
     """A clean CLI environment on the tiny model; the store in tmp_path/store; cwd tmp_path."""
     for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("JINACLIP_DTYPE", "float32")  # the goldens' dtype, not this CPU's default (bf16 where native)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("JINACLIP_MODEL", str(V2_TINY))
     monkeypatch.setenv("JINACLIP_STORE", str(tmp_path / "store"))

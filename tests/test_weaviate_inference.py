@@ -348,7 +348,9 @@ async def test_model_without_tasks_gets_no_query_instruction(tmp_path, engine):
     def no_tasks(config):
         config["text_config"]["hf_model_config_kwargs"]["task_instructions"] = {}
 
-    plain = JinaCLIPEngine.from_pretrained(copy_fixture(tmp_path / "m", config_edit=no_tasks), device="cpu")
+    plain = JinaCLIPEngine.from_pretrained(
+        copy_fixture(tmp_path / "m", config_edit=no_tasks), device="cpu", dtype="float32"
+    )
     calls = []
     spy = SimpleNamespace(**{name: getattr(plain, name) for name in vars(StubEngine) if not name.startswith("_")})
     spy.tokenize = lambda texts, **kwargs: calls.append(kwargs.get("task")) or plain.tokenize(texts, **kwargs)

@@ -23,7 +23,7 @@ def copy_fixture(tmp_path: Path, tensors: dict | None = None, config_edit=None) 
 
 
 def load(folder: Path) -> JinaCLIPEngine:
-    return JinaCLIPEngine.from_pretrained(folder, device="cpu", show_progress=False)
+    return JinaCLIPEngine.from_pretrained(folder, device="cpu", dtype="float32", show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def _fake_hub_cache(cache: Path, repo: str, revision: str = "abc123") -> None:
 def test_hub_name_resolves_through_the_local_cache(tmp_path, monkeypatch, golden, manifest):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read at import, not from env
     _fake_hub_cache(tmp_path, "someone/jina-clip-v2-tiny")
-    engine = JinaCLIPEngine.from_pretrained("someone/jina-clip-v2-tiny", cache_dir=tmp_path, device="cpu", show_progress=False)  # fmt: skip
+    engine = JinaCLIPEngine.from_pretrained("someone/jina-clip-v2-tiny", cache_dir=tmp_path, device="cpu", dtype="float32", show_progress=False)  # fmt: skip
     np.testing.assert_allclose(engine.encode_text(manifest["texts"]), golden["text_emb_none"], **EMB)
     assert engine.name_or_path == "someone/jina-clip-v2-tiny"
 

@@ -16,25 +16,44 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Group item indices into batches of similar length, longest first.
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int, overhead_tokens: int = 0
+) -> list[list[int]]:
+    """Group item indices into batches of similar length, longest first, padding as little as
+    a batch's fixed cost is worth.
 
     A batch holds at most ``batch_size`` items and at most ``max_tokens`` padded tokens
-    (``len(batch) * longest``), so a few very long texts never share a batch with many others
-    and padding is wasted only between neighbours in length. A single item longer than
-    ``max_tokens`` still gets a batch of its own.
+    (``len(batch) * longest``), so a few very long texts never share a batch with many others.
+    A single item longer than ``max_tokens`` still gets a batch of its own. Within those limits
+    the items, sorted by length, are cut into the consecutive batches that cost least, a batch
+    costing its padded tokens plus ``overhead_tokens`` (what one more forward pass costs, in
+    tokens' worth of compute): with no overhead, no token of padding is spent that another
+    batch could save; with a large one, batches are as full as the limits allow. Filling
+    batches greedily instead pads a 500-token text with a 20-token one as soon as the long
+    texts run out mid-batch.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    sorted_lengths = [lengths[i] for i in order]
+    n = len(order)
+    # cost[j]: least cost of the first j sorted items; start[j]: where the last of its batches starts
+    cost = [0] * (n + 1)
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        best, best_k = None, j - 1
+        for k in range(j - 1, max(0, j - batch_size) - 1, -1):
+            padded = (j - k) * sorted_lengths[k]  # the longest of items k..j-1 is the k-th
+            if padded > max_tokens and k < j - 1:
+                break  # the longest only grows with the batch
+            total = cost[k] + overhead_tokens + padded
+            if best is None or total <= best:  # ties: the fuller batch
+                best, best_k = total, k
+        cost[j], start[j] = best, best_k
     batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and (len(current) >= batch_size or (len(current) + 1) * lengths[current[0]] > max_tokens):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    j = n
+    while j:
+        batches.append(order[start[j] : j])
+        j = start[j]
+    return batches[::-1]
 
 
 def split_on_oom(run: Callable[[list[int]], R], batch: list[int]) -> Iterator[tuple[list[int], R]]:

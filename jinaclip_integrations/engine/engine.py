@@ -6,13 +6,15 @@ callers pass; the model and the preprocessing it drives live in their own module
 
 from __future__ import annotations
 
+import io
 import logging
 import operator
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,10 @@ from ..errors import InputError
 from ..progress import progress_bar
 from .batching import length_sorted_batches, prepared_batches, split_on_oom
 from .config import JinaCLIPConfig
-from .inputs import DEFAULT_MAX_IMAGE_PIXELS
+from .inputs import DEFAULT_MAX_IMAGE_PIXELS, is_image_input, split_texts_and_images
 from .model import JinaCLIPModel
-from .outputs import truncate_normalize
+from .outputs import check_precision, cosine_similarity, label_probabilities, quantize, truncate_normalize
+from .precision import float_dtype
 from .preprocess import ImagePreprocessor
 from .tokenizer import TextTokenizer, Tokenized
 from .weights import load_config, load_model, resolve_checkpoint
@@ -34,13 +37,25 @@ logger = logging.getLogger(__name__)
 
 ImageInput = Any  # PIL image | str | os.PathLike | bytes | file object | numpy uint8 array
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: The number formats a model loads in; ``int8`` is int8 Linear weights on bf16 or float32
+#: (the ``int8`` extra, see :func:`.precision.quantize_int8`).
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.int8}
 
 #: Defaults shared by both models: the reference's batch size and text length, and a padded-token
 #: budget per text batch that bounds activation memory for long texts.
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 512
 DEFAULT_MAX_BATCH_TOKENS = 16384
+#: What one more text batch costs, in tokens' worth of compute, by device type: batches are cut
+#: where the padding saved is worth more (see :func:`.batching.length_sorted_batches`). CPU:
+#: measured on the full-width v2 text tower, one thread: a forward of 8 tokens takes what 23
+#: tokens take in a 32 x 32 batch (~15 tokens of fixed cost). Accelerators: an estimate, a
+#: forward's kernel launches (~2 ms) against ~1.5 us a token in bf16, which
+#: benchmarks/gpu_check.py measures (tokens/s per plan).
+BATCH_OVERHEAD_TOKENS = {"cpu": 16}
+ACCELERATOR_BATCH_OVERHEAD_TOKENS = 1024
+#: items :meth:`JinaCLIPEngine.embed` reads from its iterable at a time (fastembed's batch size)
+DEFAULT_EMBED_CHUNK = 256
 #: the task of search queries, where a model has one
 QUERY_TASK = "retrieval.query"
 
@@ -63,14 +78,27 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``dtype`` as a ``torch.dtype``; bf16 on CUDA and fp32 elsewhere if None."""
+    """``dtype`` as a ``torch.dtype``. None: bf16 on CUDA and on CPUs that compute bf16 natively
+    (AVX512-BF16 or AMX: 2-3x float32's speed, cosine to float32 >= 0.9999 on the goldens and
+    0.9996 on full-size images, see ``benchmarks/RESULTS.md``), float32 elsewhere. ``float32`` is the reference's arithmetic
+    exactly; bf16/fp16 keep LayerNorms, softmax and pooling in float32; ``int8`` (opt-in, never
+    a default) quantizes the Linear weights (:mod:`.precision`)."""
     if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return float_dtype(device)
     if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
         return _DTYPES[dtype.removeprefix("torch.")]
     raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)} or the torch dtype")
+
+
+def compile_towers(model: JinaCLIPModel, backend: str = "inductor") -> None:
+    """Compile both towers' forward in place with ``torch.compile`` and this backend; parameter
+    names stay as they are. Text shapes are dynamic from the start (lengths always vary); the
+    vision tower is compiled for its first batch size and made dynamic in the batch size only
+    when another one comes (its image size never changes)."""
+    model.text.compile(backend=backend, dynamic=True)
+    model.vision.compile(backend=backend)
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -140,6 +168,7 @@ class JinaCLIPEngine:
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         show_progress: bool | None = None,
         weights: bool = True,
+        compile: bool | str = False,
     ) -> JinaCLIPEngine:
         """Load a published jina-clip checkpoint as it is (no remote code).
 
@@ -147,8 +176,9 @@ class JinaCLIPEngine:
             name_or_path: a local checkpoint folder, or a Hugging Face hub name such as
                 ``"jinaai/jina-clip-v2"`` (taken from the local hub cache, else downloaded).
             device: a torch device or its name; CUDA when available, else CPU.
-            dtype: ``torch.float32``/``bfloat16``/``float16`` or their names; bf16 on CUDA,
-                fp32 on CPU by default.
+            dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"int8"`` or the torch dtype;
+                by default bf16 on CUDA and on CPUs with native bf16, float32 elsewhere (see
+                :func:`resolve_dtype`). ``"float32"`` reproduces the reference exactly.
             revision: hub revision (branch, tag or commit) for a hub name.
             cache_dir: hub cache folder, if not the default one.
             max_length: tokens per text, longer texts are truncated (512 as in the reference;
@@ -160,6 +190,10 @@ class JinaCLIPEngine:
             weights: False reads only the config and tokenizer (nothing is downloaded but them)
                 and builds no model: an engine that tokenizes, counts tokens and preprocesses
                 images, and knows its sizes and tasks, but cannot embed (its device is ``meta``).
+            compile: compile both towers' forward with ``torch.compile`` (:func:`compile_towers`; True:
+                its default backend, inductor; a string: that backend, e.g. ``"cudagraphs"``):
+                the first batches of new shapes take seconds to compile, later ones may run
+                faster on a GPU; the vectors equal the eager ones within float rounding.
         """
         folder = resolve_checkpoint(
             name_or_path, revision=revision, cache_dir=cache_dir, weights=weights, show_progress=show_progress
@@ -170,6 +204,8 @@ class JinaCLIPEngine:
             dtype_ = resolve_dtype(dtype, device_)
             model = load_model(folder, config, device_, dtype_, show_progress=show_progress)
             logger.info("loaded %s on %s (%s)", name_or_path, device_, dtype_)
+            if compile:
+                compile_towers(model, "inductor" if compile is True else compile)
         else:
             model = None
         tokenizer = TextTokenizer.from_folder(folder, config.text.pad_token_id)
@@ -240,7 +276,8 @@ class JinaCLIPEngine:
 
     @property
     def dtype(self) -> torch.dtype:
-        return torch.float32 if self.model is None else self.model.logit_scale.dtype
+        """The number format the model was loaded in (``torch.int8``: int8 Linear weights)."""
+        return torch.float32 if self.model is None else self.model.dtype
 
     @property
     def logit_scale(self) -> float:
@@ -257,6 +294,7 @@ class JinaCLIPEngine:
         task: str | None = None,
         truncate_dim: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
         batch_size: int | None = None,
         show_progress: bool | None = None,
         max_length: int | None = None,
@@ -269,8 +307,12 @@ class JinaCLIPEngine:
             task: a name from :attr:`tasks`; its instruction is prepended to every text
                 (``"retrieval.query"`` for search queries; None for documents).
             truncate_dim: keep only the first ``truncate_dim`` dimensions (one of
-                :attr:`matryoshka_dims`), re-normalized when ``normalize``.
+                :attr:`matryoshka_dims`), re-normalized when ``normalize``: what the adapters,
+                the server and Weaviate call ``dimensions`` and the Qdrant store ``short_dim``.
             normalize: L2-normalize the embeddings.
+            precision: ``"float32"``, or a smaller type of :func:`~.outputs.quantize`: ``"int8"``
+                (``round(127 * x / max|x|)`` per row), ``"uint8"``, ``"binary"`` / ``"ubinary"``
+                (signs packed 8 per byte: ``ceil(d / 8)`` columns).
             batch_size: texts per forward pass (default: the engine's ``batch_size``).
             show_progress: draw a progress bar (default: when stderr is a terminal).
             max_length: tokens read per text, special tokens and task instruction included
@@ -281,16 +323,17 @@ class JinaCLIPEngine:
 
         Raises:
             InputError: an item is not a string (its index is in ``.index``).
-            ValueError: unknown task, unsupported ``truncate_dim`` or bad ``batch_size``.
+            ValueError: unknown task or precision, unsupported ``truncate_dim`` or bad ``batch_size``.
             torch.OutOfMemoryError: a single text does not fit in the accelerator's memory (a
                 batch that does not fit is halved and retried, see :func:`.batching.split_on_oom`).
         """
         self._check_weights()
+        check_precision(precision)
         tokenized = self.tokenize(texts, task=task, max_length=max_length)
         if tokenized.truncated:
             (on_truncated or self._warn_truncated)(tokenized.truncated)
-        return self.encode_tokens(tokenized, truncate_dim=truncate_dim, normalize=normalize, batch_size=batch_size,
-                                  show_progress=show_progress)  # fmt: skip
+        return self.encode_tokens(tokenized, truncate_dim=truncate_dim, normalize=normalize, precision=precision,
+                                  batch_size=batch_size, show_progress=show_progress)  # fmt: skip
 
     def encode_tokens(
         self,
@@ -298,6 +341,7 @@ class JinaCLIPEngine:
         *,
         truncate_dim: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
         batch_size: int | None = None,
         show_progress: bool | None = None,
     ) -> np.ndarray:
@@ -305,20 +349,22 @@ class JinaCLIPEngine:
         tokenizing, for callers that tokenized once already (to count tokens, or to report cut
         texts) and must not tokenize again. Arguments and errors as :meth:`encode_text`'s."""
         self._check_weights()
+        check_precision(precision)
         ids = tokenized.ids
         dim = self._output_dim(truncate_dim)
         size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
         out = np.empty((len(ids), dim), dtype=np.float32)
         if not ids:
-            return out
-        batches = length_sorted_batches([len(x) for x in ids], size, self.max_batch_tokens)
+            return quantize(out, precision)
+        overhead = BATCH_OVERHEAD_TOKENS.get(self.device.type, ACCELERATOR_BATCH_OVERHEAD_TOKENS)
+        batches = length_sorted_batches([len(x) for x in ids], size, self.max_batch_tokens, overhead)
         shown = self.show_progress if show_progress is None else show_progress
         with progress_bar(len(ids), "Embedding texts", shown, unit="text") as bar, torch.inference_mode():
             for batch in batches:
                 for part, features in split_on_oom(partial(self._text_forward, ids), batch):
                     out[part] = self._finish(features, dim, normalize)
                 bar.update(len(batch))
-        return out
+        return quantize(out, precision)
 
     def tokenize(self, texts: Sequence[str], *, task: str | None = None, max_length: int | None = None) -> Tokenized:
         """The token ids the text tower reads for each text (task instruction and special tokens
@@ -358,20 +404,22 @@ class JinaCLIPEngine:
         *,
         truncate_dim: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
         batch_size: int | None = None,
         show_progress: bool | None = None,
     ) -> np.ndarray:
         """Embed images: a float32 array of shape ``(n, d)``, rows in input order.
 
         An image may be a PIL image, a path (``str`` or ``Path``), raw bytes, a binary file
-        object, a base64 string, a ``data:`` URI, an http(s) URL or an ``H x W x C`` uint8
-        numpy array. Images are decoded and preprocessed on worker threads while the model
-        runs the previous batch.
+        object, a base64 string, a ``data:`` URI, an http(s) URL, an ``H x W x C`` uint8
+        numpy array or an :class:`~.inputs.ImageRef` of any of them. Images are decoded and
+        preprocessed on worker threads while the model runs the previous batch. ``precision``
+        as in :meth:`encode_text`.
 
         Raises:
             InputError: an image is missing, unreadable, corrupt, truncated, of an unsupported
                 type, or larger than ``max_image_pixels`` (its index is in ``.index``).
-            ValueError: unsupported ``truncate_dim`` or bad ``batch_size``.
+            ValueError: unsupported ``truncate_dim``, unknown precision or bad ``batch_size``.
             torch.OutOfMemoryError: a single image does not fit in the accelerator's memory.
         """
         single = isinstance(images, (str, bytes)) or (isinstance(images, np.ndarray) and images.ndim != 4)
@@ -380,6 +428,7 @@ class JinaCLIPEngine:
                 "images must be a list of images (or an N x H x W x C array); wrap a single image in a list"
             )
         self._check_weights()
+        check_precision(precision)
         items = list(images)
         dim = self._output_dim(truncate_dim)
         size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
@@ -394,7 +443,7 @@ class JinaCLIPEngine:
                 self._embed_pixels(batch, out[start : start + len(batch)], normalize, pin)
                 start += len(batch)
                 bar.update(len(batch))
-        return out
+        return quantize(out, precision)
 
     def encode_pixels(
         self,
@@ -431,6 +480,182 @@ class JinaCLIPEngine:
                 self._embed_pixels(list(pixels[start : start + step]), out[start : start + step], normalize, pin)
         return out
 
+    # -- one call for texts and images, streaming, similarity, zero-shot classification -----
+
+    def encode(
+        self,
+        items: Sequence[str | ImageInput] | str | ImageInput,
+        *,
+        task: str | None = None,
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        precision: str = "float32",
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts and images given in one list: an array of shape ``(len(items), d)``, rows in
+        input order (sentence-transformers' ``model.encode([...])`` for a CLIP model).
+
+        Every ``str`` is a text. An image is a PIL image, a ``pathlib.Path``, bytes, a binary file
+        object, a uint8 numpy array, or an :class:`~.inputs.ImageRef` wrapping any image input: a
+        path, URL, data URI or base64 *string* is an image only when wrapped
+        (``ImageRef("cat.jpg")``), so text is never guessed to be a file name, and a missing file
+        is never embedded as the text of its path. A single text or image (not in a list) gives
+        one vector of shape ``(d,)``, as in sentence-transformers; an ``N x H x W x C`` uint8
+        array is ``N`` images.
+
+        Args:
+            task: the texts' task (see :meth:`encode_text`); images have none.
+            truncate_dim, normalize, precision, batch_size, show_progress: as in :meth:`encode_text`.
+
+        Texts are tokenized (and ``task`` checked) before any image is read; a text longer than
+        ``max_length`` tokens is cut and named in a logged warning by its position in ``items``.
+
+        Raises:
+            InputError: an item that is neither a text nor an image, or an image that cannot be
+                read (``.index`` is its position in ``items``).
+            ValueError: unknown task or precision, unsupported ``truncate_dim`` or bad ``batch_size``.
+        """
+        if isinstance(items, np.ndarray) and items.ndim != 4:
+            raise TypeError("a numpy array is N x H x W x C images; wrap a single array image in a list")
+        if isinstance(items, str) or (is_image_input(items) and not isinstance(items, np.ndarray)):
+            return self.encode([items], task=task, truncate_dim=truncate_dim, normalize=normalize, precision=precision,
+                               batch_size=batch_size, show_progress=show_progress)[0]  # fmt: skip
+        if not isinstance(items, Iterable):
+            raise TypeError(f"items must be a list of texts and images, got {type(items).__name__}")
+        self._check_weights()
+        check_precision(precision)
+        items = list(items)
+        texts, images = split_texts_and_images(items)
+        out = np.empty((len(items), self._output_dim(truncate_dim)), dtype=np.float32)
+        options = {"truncate_dim": truncate_dim, "normalize": normalize, "batch_size": batch_size,
+                   "show_progress": show_progress}  # fmt: skip
+        with _positions_of(texts):
+            tokenized = self.tokenize([items[i] for i in texts], task=task)
+        if tokenized.truncated:
+            self._warn_truncated([texts[i] for i in tokenized.truncated])
+        if images:
+            with _positions_of(images):
+                out[images] = self.encode_image([items[i] for i in images], **options)
+        if texts:
+            out[texts] = self.encode_tokens(tokenized, **options)
+        return quantize(out, precision)
+
+    def encode_query(self, items: Sequence[str | ImageInput] | str | ImageInput, **options: Any) -> np.ndarray:
+        """Embed search queries: :meth:`encode` with the model's query task (:attr:`query_task`,
+        ``retrieval.query`` on jina-clip-v2; none on v1) for the texts. Images are embedded as
+        they always are. Options as :meth:`encode`'s (sentence-transformers' ``encode_query``)."""
+        return self.encode(items, task=self.query_task, **options)
+
+    def encode_document(self, items: Sequence[str | ImageInput] | str | ImageInput, **options: Any) -> np.ndarray:
+        """Embed what is searched: :meth:`encode` without a task, as jina-clip embeds documents
+        and images. Options as :meth:`encode`'s (sentence-transformers' ``encode_document``)."""
+        return self.encode(items, task=None, **options)
+
+    def embed(
+        self,
+        items: Iterable[str | ImageInput],
+        *,
+        task: str | None = None,
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        precision: str = "float32",
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Embed any iterable of texts and images lazily: yield one vector (shape ``(d,)``) per
+        item, in order (fastembed's ``embed``).
+
+        The iterable is read ``chunk_size`` items at a time (default: 256, or ``batch_size`` if
+        larger) and each chunk embedded by :meth:`encode` before the next is read, so a stream of
+        millions of files or rows never sits in memory: at most one chunk of inputs and its
+        vectors do, plus the vectors the caller keeps (each yielded vector is its own array).
+        Items are read as :meth:`encode` reads them (``str`` is a text; wrap path and URL strings
+        in :class:`~.inputs.ImageRef`); a text-mode file gives its lines, newlines included. No
+        progress bar is drawn: the length is unknown.
+
+        The arguments are checked when ``embed`` is called; the first chunk is read on the first
+        ``next()``.
+
+        Raises:
+            InputError: as :meth:`encode`, with ``.index`` the item's position in the stream.
+            ValueError: unknown task or precision, unsupported ``truncate_dim``, bad sizes.
+        """
+        # str included; a text-mode file is its lines (a binary one is an image)
+        single = items.ndim != 4 if isinstance(items, np.ndarray) else is_image_input(items)
+        if (single and not isinstance(items, io.TextIOBase)) or not isinstance(items, Iterable):
+            raise TypeError("items must be an iterable of texts and images; wrap a single one in a list")
+        self._check_weights()
+        check_precision(precision)
+        self._output_dim(truncate_dim)
+        self._instruction(task)
+        size = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
+        chunk = max(DEFAULT_EMBED_CHUNK, size) if chunk_size is None else _positive_int(chunk_size, "chunk_size")
+        options = {"task": task, "truncate_dim": truncate_dim, "normalize": normalize, "precision": precision,
+                   "batch_size": size, "show_progress": False}  # fmt: skip
+        return self._embed_chunks(iter(items), chunk, options)
+
+    def _embed_chunks(self, source: Iterator[Any], chunk: int, options: dict[str, Any]) -> Iterator[np.ndarray]:
+        start = 0
+        while part := list(islice(source, chunk)):
+            try:
+                vectors = self.encode(part, **options)
+            except InputError as exc:
+                raise exc.at(start + exc.index) from None
+            start += len(part)
+            del part  # the inputs go before the vectors are handed out
+            yield from (row.copy() for row in vectors)
+
+    def query_embed(self, items: Iterable[str | ImageInput], **options: Any) -> Iterator[np.ndarray]:
+        """:meth:`embed` with the query task for texts (fastembed's ``query_embed``)."""
+        return self.embed(items, task=self.query_task, **options)
+
+    def passage_embed(self, items: Iterable[str | ImageInput], **options: Any) -> Iterator[np.ndarray]:
+        """:meth:`embed` without a task, for what is searched (fastembed's ``passage_embed``)."""
+        return self.embed(items, task=None, **options)
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The cosine similarity of every row of ``a`` with every row of ``b``: float32 of shape
+        ``(len(a), len(b))`` (a single vector counts as one row). Works on float and ``int8``
+        embeddings of the same size (e.g. both truncated alike); compare ``binary`` ones by
+        Hamming distance instead (sentence-transformers' ``model.similarity``)."""
+        return cosine_similarity(a, b)
+
+    def classify(
+        self,
+        images: Iterable[ImageInput],
+        labels: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Zero-shot classification: for each image, the probability of each label, float32 of
+        shape ``(n_images, len(labels))``, each row summing to 1, columns in ``labels``' order.
+
+        As CLIP computes it: the softmax over the labels of ``exp(logit_scale) * cosine`` of the
+        embeddings (of :attr:`output_dim`), with the checkpoint's own trained temperature
+        (:attr:`logit_scale`): the image-text logits of the reference model's ``forward``. Labels
+        are embedded as written and without a task instruction, as the reference's ``forward``
+        reads texts (a label is a description the image is matched against, not a search query);
+        prompts such as ``"a photo of a cat"`` usually classify better than ``"cat"``. The
+        probabilities are relative to the labels given: they sum to 1 even when none fits.
+
+        Raises:
+            InputError: a label that is not a string (``kind`` ``text``), or an image that cannot
+                be read (``kind`` ``image``); ``.index`` is its position in its own list.
+            ValueError: no labels.
+        """
+        if isinstance(labels, str):
+            raise TypeError("labels must be a list of strings; wrap a single label in a list")
+        labels = self._check_texts(labels)
+        if not labels:
+            raise ValueError("classify needs at least one label")
+        # labels first: a bad one fails before any image is read
+        label_vectors = self.encode_text(labels, batch_size=batch_size, show_progress=False)
+        image_vectors = self.encode_image(images, batch_size=batch_size, show_progress=show_progress)
+        return label_probabilities(image_vectors, label_vectors, self.logit_scale)
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _text_forward(self, ids: list[list[int]], part: list[int]) -> torch.Tensor:
@@ -448,7 +673,7 @@ class JinaCLIPEngine:
         """Stack the preprocessed images ``part`` of ``pixels``, move them to the device (through
         pinned memory on CUDA) and run the vision tower."""
         batch = torch.stack([pixels[i] for i in part])
-        batch = (batch.pin_memory() if pin else batch).to(self.device, self.dtype, non_blocking=True)
+        batch = (batch.pin_memory() if pin else batch).to(self.device, self.model.compute_dtype, non_blocking=True)
         return self.model.vision(batch)
 
     def _prepare_image(self, index: int, item: ImageInput) -> torch.Tensor:
@@ -514,6 +739,16 @@ class JinaCLIPEngine:
             f"{type(self).__name__}({self._model_name()!r}, device={str(self.device)!r}, "
             f"dtype={self.dtype}, embedding_dim={self.embedding_dim})"
         )
+
+
+@contextmanager
+def _positions_of(positions: list[int]) -> Iterator[None]:
+    """An :class:`InputError` raised inside, about the ``i``-th item of a part of a list, as one
+    about its place in the whole list, ``positions[i]``."""
+    try:
+        yield
+    except InputError as exc:
+        raise exc.at(positions[exc.index]) from None
 
 
 def model_key(name_or_path: str | Path) -> str:
@@ -638,6 +873,36 @@ class LazyEngine:
     def encode_image(self, images: Iterable[ImageInput], **options: Any) -> np.ndarray:
         """:meth:`JinaCLIPEngine.encode_image` (loads the weights on the first call)."""
         return self.engine.encode_image(images, **options)
+
+    def encode(self, items: Any, **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.encode` (loads the weights on the first call)."""
+        return self.engine.encode(items, **options)
+
+    def encode_query(self, items: Any, **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.encode_query` (loads the weights on the first call)."""
+        return self.engine.encode_query(items, **options)
+
+    def encode_document(self, items: Any, **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.encode_document` (loads the weights on the first call)."""
+        return self.engine.encode_document(items, **options)
+
+    def embed(self, items: Iterable[Any], **options: Any) -> Iterator[np.ndarray]:
+        """:meth:`JinaCLIPEngine.embed` (loads the weights on the call)."""
+        return self.engine.embed(items, **options)
+
+    def query_embed(self, items: Iterable[Any], **options: Any) -> Iterator[np.ndarray]:
+        """:meth:`JinaCLIPEngine.query_embed` (loads the weights on the call)."""
+        return self.engine.query_embed(items, **options)
+
+    def passage_embed(self, items: Iterable[Any], **options: Any) -> Iterator[np.ndarray]:
+        """:meth:`JinaCLIPEngine.passage_embed` (loads the weights on the call)."""
+        return self.engine.passage_embed(items, **options)
+
+    def classify(self, images: Iterable[ImageInput], labels: Sequence[str], **options: Any) -> np.ndarray:
+        """:meth:`JinaCLIPEngine.classify` (loads the weights on the first call)."""
+        return self.engine.classify(images, labels, **options)
+
+    similarity = staticmethod(JinaCLIPEngine.similarity)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name_or_path!r}, loaded={self.loaded})"

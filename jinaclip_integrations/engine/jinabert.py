@@ -12,7 +12,7 @@ additive float mask, built once per forward pass and shared by every layer. Modu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,12 @@ class JinaBertTower(nn.Module):
         super().__init__()
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
-        slopes = torch.tensor(alibi_slopes(cfg.num_attention_heads), dtype=torch.float32)
+        self.num_heads = cfg.num_attention_heads
+        self.reset_buffers(None)
+
+    def reset_buffers(self, device: torch.device | None) -> None:
+        """(Re)compute the ALiBi slopes (a non-persistent float32 buffer) on ``device``."""
+        slopes = torch.tensor(alibi_slopes(self.num_heads), dtype=torch.float32, device=device or "cpu")
         self.register_buffer("alibi_slopes", slopes, persistent=False)
 
     def attention_bias(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -128,19 +133,20 @@ class JinaBertTower(nn.Module):
         return (x.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: JinaBertConfig) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+    take: Callable[[str], torch.Tensor], cfg: JinaBertConfig
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Map the published ``text_model.transformer.*`` tensors (fetched by ``take(name)``, names
-    relative to that prefix) onto :class:`JinaBertTower`'s state dict.
+    relative to that prefix) onto :class:`JinaBertTower`'s state dict: yields ``(name, tensor)``
+    one at a time.
 
     ``Wqkv`` rows are ``[q; k; v]``, each head-major, which is the layout ``Attention`` reads;
     ``gated_layers`` rows are ``[gate; up]``, which is ``GatedMLP.fc1``'s.
     """
-    sd = {
-        "embeddings.word_embeddings.weight": take("embeddings.word_embeddings.weight"),
-        "embeddings.token_type_embeddings.weight": take("embeddings.token_type_embeddings.weight"),
-        "embeddings.norm.weight": take("emb_ln.weight"),
-        "embeddings.norm.bias": take("emb_ln.bias"),
-    }
+    yield "embeddings.word_embeddings.weight", take("embeddings.word_embeddings.weight")
+    yield "embeddings.token_type_embeddings.weight", take("embeddings.token_type_embeddings.weight")
+    yield "embeddings.norm.weight", take("emb_ln.weight")
+    yield "embeddings.norm.bias", take("emb_ln.bias")
     renames = {
         "mixer.Wqkv.weight": "attn.qkv.weight",
         "mixer.Wqkv.bias": "attn.qkv.bias",
@@ -155,7 +161,5 @@ def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: JinaBertConfi
         "norm2.bias": "norm2.bias",
     }
     for i in range(cfg.num_hidden_layers):
-        sd.update(
-            {f"layers.{i}.{ours}": take(f"encoder.layers.{i}.{published}") for published, ours in renames.items()}
-        )
-    return sd
+        for published, ours in renames.items():
+            yield f"layers.{i}.{ours}", take(f"encoder.layers.{i}.{published}")

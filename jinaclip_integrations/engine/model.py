@@ -8,7 +8,7 @@ and mask in, mean-pooled fp32 features out). The vision tower is the same EVA02 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -24,7 +24,7 @@ class TextArchitecture(NamedTuple):
     """A text tower class, its checkpoint filter and the prefix of its published tensors."""
 
     tower: Callable[[Any], nn.Module]
-    checkpoint_filter_fn: Callable[[Callable[[str], torch.Tensor], Any], dict[str, torch.Tensor]]
+    checkpoint_filter_fn: Callable[[Callable[[str], torch.Tensor], Any], Iterator[tuple[str, torch.Tensor]]]
     prefix: str
 
 
@@ -40,7 +40,9 @@ class JinaCLIPModel(nn.Module):
     """jina-clip: a text tower and a vision tower projecting into one embedding space.
 
     ``logit_scale`` is the raw published parameter: CLIP logits are
-    ``exp(logit_scale) * cosine_similarity``.
+    ``exp(logit_scale) * cosine_similarity``. ``dtype`` is the number format the model was
+    loaded in (``torch.int8`` for int8 Linear weights) and ``compute_dtype`` the float dtype
+    its towers run in; both are float32 until :func:`.precision.set_dtypes` says otherwise.
     """
 
     def __init__(self, cfg: JinaCLIPConfig) -> None:
@@ -49,15 +51,26 @@ class JinaCLIPModel(nn.Module):
         self.text = TEXT_ARCHITECTURES[type(cfg.text)].tower(cfg.text)
         self.vision = vision.VisionTower(cfg.vision)
         self.logit_scale = nn.Parameter(torch.empty(()))
+        self.dtype: torch.dtype = torch.float32
+        self.compute_dtype: torch.dtype = torch.float32
+
+    def reset_buffers(self, device: torch.device) -> None:
+        """Compute the towers' non-persistent buffers (RoPE tables, ALiBi slopes: float32,
+        functions of the config, not in the checkpoint) on ``device``; a model built on the meta
+        device has none until then."""
+        self.text.reset_buffers(device)
+        self.vision.reset_buffers(device)
 
 
-def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: JinaCLIPConfig) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+    take: Callable[[str], torch.Tensor], cfg: JinaCLIPConfig
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Map a published jina-clip checkpoint (tensors fetched by their published name through
-    ``take``) onto :class:`JinaCLIPModel`'s state dict."""
-    sd = {"logit_scale": take("logit_scale").reshape(())}
+    ``take``) onto :class:`JinaCLIPModel`'s state dict: ``(name, tensor)`` pairs, one at a time,
+    so that the loader holds one converted tensor at once, not the whole checkpoint."""
+    yield "logit_scale", take("logit_scale").reshape(())
     arch = TEXT_ARCHITECTURES[type(cfg.text)]
-    text_sd = arch.checkpoint_filter_fn(lambda name: take(arch.prefix + name), cfg.text)
-    sd.update({"text." + k: v for k, v in text_sd.items()})
-    vision_sd = vision.checkpoint_filter_fn(lambda name: take(VISION_PREFIX + name), cfg.vision)
-    sd.update({"vision." + k: v for k, v in vision_sd.items()})
-    return sd
+    for name, tensor in arch.checkpoint_filter_fn(lambda name: take(arch.prefix + name), cfg.text):
+        yield "text." + name, tensor
+    for name, tensor in vision.checkpoint_filter_fn(lambda name: take(VISION_PREFIX + name), cfg.vision):
+        yield "vision." + name, tensor

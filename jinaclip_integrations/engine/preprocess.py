@@ -67,8 +67,10 @@ class ImagePreprocessor:
     def crop(self, item: Any, index: int, max_pixels: int | None) -> np.ndarray:
         """Load any accepted input, resize and crop it: uint8 ``(size, size, 3)``, a quarter of
         the bytes of the normalized pixels (what a pipeline ships from its decoding workers to
-        the model); every failure is an :class:`~jinaclip_integrations.errors.InputError`."""
-        img = load_image(item, index, max_pixels)
+        the model); every failure is an :class:`~jinaclip_integrations.errors.InputError`.
+        A JPEG many times larger than ``size`` is decoded at a reduced scale
+        (:func:`.inputs.draft_decoding`)."""
+        img = load_image(item, index, max_pixels, min_side=self.size)
         resized = self.resized_size(*img.size)
         check_pixels(*resized, index, MAX_RESIZED_PIXELS, "image is too elongated: resizing it needs")
         return np.array(self.resize_and_crop(img), dtype=np.uint8)

@@ -12,7 +12,7 @@ matrix so a block runs two fewer matmuls. Modules do no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from .config import VisionConfig
 
 
 def rope_table(cfg: VisionConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables [1 + grid*grid, head_width] for the CLS token and the patches.
+    """cos/sin tables [1 + grid*grid, head_width] for the CLS token and the patches, on the CPU.
 
     Per axis, frequencies ``1 / 10000**(2i/d)`` with ``d = head_width / 2``, each repeated twice
     for the interleaved pair rotation, at positions ``arange(g) / g * pt_hw_seq_len`` (``g`` =
@@ -32,14 +32,14 @@ def rope_table(cfg: VisionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """
     half = cfg.head_width // 2
     g = cfg.rope_grid
-    f32 = torch.float32  # the reference's float32 arithmetic, step for step (bit-identical on CPU)
-    freqs = 1.0 / 10000 ** (torch.arange(0, half, 2, dtype=f32)[: half // 2] / half)
-    t = torch.arange(g, dtype=f32) / g * cfg.pt_hw_seq_len
+    f32, cpu = torch.float32, "cpu"  # the reference's float32 arithmetic on the CPU, step for step (bit-identical)
+    freqs = 1.0 / 10000 ** (torch.arange(0, half, 2, dtype=f32, device=cpu)[: half // 2] / half)
+    t = torch.arange(g, dtype=f32, device=cpu) / g * cfg.pt_hw_seq_len
     angles = torch.outer(t, freqs).repeat_interleave(2, dim=-1)  # [g, half]
     rows = angles[:, None, :].expand(g, g, half)
     cols = angles[None, :, :].expand(g, g, half)
     grid = torch.cat((rows, cols), dim=-1).reshape(g * g, 2 * half)
-    grid = torch.cat((torch.zeros(1, 2 * half, dtype=f32), grid))
+    grid = torch.cat((torch.zeros(1, 2 * half, dtype=f32, device=cpu), grid))
     return grid.cos(), grid.sin()
 
 
@@ -112,10 +112,14 @@ class VisionTower(nn.Module):
         self.pos_embed = nn.Parameter(torch.empty(1, cfg.grid_size**2 + 1, w))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(w, eps=cfg.layer_norm_eps)
-        if cfg.rope_embeddings:
-            cos, sin = rope_table(cfg)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_buffers(None)
+
+    def reset_buffers(self, device: torch.device | None) -> None:
+        """(Re)compute the RoPE tables (non-persistent float32 buffers) and move them to ``device``."""
+        if self.cfg.rope_embeddings:
+            cos, sin = rope_table(self.cfg)
+            self.register_buffer("rope_cos", cos.to(device=device), persistent=False)
+            self.register_buffer("rope_sin", sin.to(device=device), persistent=False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2)  # [B, grid*grid, W]
@@ -128,23 +132,25 @@ class VisionTower(nn.Module):
         return self.norm(x[:, 0])
 
 
-def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: VisionConfig) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: VisionConfig) -> Iterator[tuple[str, torch.Tensor]]:
     """Map the published ``vision_model.*`` tensors (fetched by ``take(name)``, names relative to
-    ``vision_model.``) onto :class:`VisionTower`'s state dict, fusing q/k/v and w1/w2."""
-    sd = {name: take(name) for name in ("cls_token", "pos_embed", "norm.weight", "norm.bias")}
-    sd["patch_embed.weight"] = take("patch_embed.proj.weight")
-    sd["patch_embed.bias"] = take("patch_embed.proj.bias")
+    ``vision_model.``) onto :class:`VisionTower`'s state dict, fusing q/k/v and w1/w2: yields
+    ``(name, tensor)`` one at a time."""
+    for name in ("cls_token", "pos_embed", "norm.weight", "norm.bias"):
+        yield name, take(name)
+    yield "patch_embed.weight", take("patch_embed.proj.weight")
+    yield "patch_embed.bias", take("patch_embed.proj.bias")
     copied = ["norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "attn.proj.weight",
               "attn.proj.bias", "mlp.w3.weight", "mlp.w3.bias"]  # fmt: skip
     if cfg.subln:
         copied += ["attn.inner_attn_ln.weight", "attn.inner_attn_ln.bias", "mlp.ffn_ln.weight", "mlp.ffn_ln.bias"]
     for i in range(cfg.layers):
         p = f"blocks.{i}."
-        sd.update({p + name: take(p + name) for name in copied})
-        sd[p + "attn.qkv.weight"] = torch.cat([take(p + f"attn.{n}_proj.weight") for n in "qkv"])
+        for name in copied:
+            yield p + name, take(p + name)
+        yield p + "attn.qkv.weight", torch.cat([take(p + f"attn.{n}_proj.weight") for n in "qkv"])
         if cfg.qkv_bias:
             q_bias = take(p + "attn.q_bias")
-            sd[p + "attn.qkv.bias"] = torch.cat((q_bias, torch.zeros_like(q_bias), take(p + "attn.v_bias")))
-        sd[p + "mlp.w12.weight"] = torch.cat((take(p + "mlp.w1.weight"), take(p + "mlp.w2.weight")))
-        sd[p + "mlp.w12.bias"] = torch.cat((take(p + "mlp.w1.bias"), take(p + "mlp.w2.bias")))
-    return sd
+            yield p + "attn.qkv.bias", torch.cat((q_bias, torch.zeros_like(q_bias), take(p + "attn.v_bias")))
+        yield p + "mlp.w12.weight", torch.cat((take(p + "mlp.w1.weight"), take(p + "mlp.w2.weight")))
+        yield p + "mlp.w12.bias", torch.cat((take(p + "mlp.w1.bias"), take(p + "mlp.w2.bias")))

@@ -19,19 +19,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError
 from ..progress import progress_bar, show_progress_default
 from .config import JinaCLIPConfig, parse_config
 from .model import JinaCLIPModel, checkpoint_filter_fn
+from .precision import quantize_int8, set_dtypes
 
 logger = logging.getLogger(__name__)
 
@@ -203,11 +204,46 @@ def load_config(folder: Path, cache_dir: str | Path | None = None) -> JinaCLIPCo
     )
 
 
+#: safetensors dtype names -> torch dtypes (the ones a checkpoint may hold)
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+class _Shard:
+    """One safetensors file, its tensors read with plain file reads into fresh tensors.
+
+    ``safe_open`` checks the file first (header, offsets, sizes: a bad file is refused there);
+    the reads then bypass its memory map, whose touched pages would count in the process's
+    resident memory until the file is closed: a second copy of the weights at the peak.
+    """
+
+    def __init__(self, path: Path, file: Any) -> None:
+        self.path, self.file = path, file
+        size = int.from_bytes(file.read(8), "little")
+        self.header = json.loads(file.read(size))
+        self.header.pop("__metadata__", None)
+        self.data_start = 8 + size
+
+    def read(self, key: str) -> torch.Tensor:
+        info = self.header[key]
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"tensor {key!r} of {self.path} has dtype {info['dtype']}, which no jina-clip uses")
+        begin, end = info["data_offsets"]
+        data = torch.empty(end - begin, dtype=torch.uint8)
+        self.file.seek(self.data_start + begin)
+        if self.file.readinto(data.numpy()) != end - begin:
+            raise CheckpointError(f"{self.path} ends inside tensor {key!r}")
+        return data.view(dtype).reshape(info["shape"])
+
+
 class PublishedTensors:
     """The tensors of a checkpoint's safetensors file(s), each to be taken exactly once."""
 
-    def __init__(self, files: Mapping[str, Any]) -> None:
-        self._files = files  # key -> open safe_open handle
+    def __init__(self, files: Mapping[str, _Shard]) -> None:
+        self._files = files  # key -> the shard that holds it
         self._left = set(files)
 
     def __len__(self) -> int:
@@ -218,7 +254,7 @@ class PublishedTensors:
             what = "twice" if key in self._files else "but the checkpoint has no such key"
             raise CheckpointError(f"missing key {key!r}: the config needs it {what}")
         self._left.discard(key)
-        return self._files[key].get_tensor(key)
+        return self._files[key].read(key)
 
     def check_all_taken(self) -> None:
         if self._left:
@@ -229,7 +265,8 @@ class PublishedTensors:
 
 @contextmanager
 def open_safetensors(folder: Path) -> Iterator[PublishedTensors]:
-    """Open ``model.safetensors`` (or the shards listed in its index) without reading tensors."""
+    """Open ``model.safetensors`` (or the shards listed in its index), checked by ``safe_open``,
+    without reading tensors."""
     from safetensors import safe_open
 
     if (folder / WEIGHTS_FILE).is_file():
@@ -239,39 +276,44 @@ def open_safetensors(folder: Path) -> Iterator[PublishedTensors]:
     else:
         raise CheckpointError(f"no {WEIGHTS_FILE} (or {WEIGHTS_INDEX_FILE}) in {folder}")
     with ExitStack() as stack:
-        handles: dict[str, Any] = {}
+        handles: dict[str, _Shard] = {}
         for shard in shards:
+            path = folder / shard
             try:
-                handle = stack.enter_context(safe_open(folder / shard, framework="pt", device="cpu"))
+                with safe_open(path, framework="pt", device="cpu") as checked:
+                    keys = list(checked.keys())
             except Exception as exc:  # safetensors raises its own error types for bad headers
-                raise CheckpointError(f"cannot read {folder / shard}: {exc}") from exc
-            handles.update(dict.fromkeys(handle.keys(), handle))
+                raise CheckpointError(f"cannot read {path}: {exc}") from exc
+            handles.update(dict.fromkeys(keys, _Shard(path, stack.enter_context(open(path, "rb")))))
         yield PublishedTensors(handles)
-
-
-#: ``no_init_weights`` swaps torch's init functions process-wide and restores what it found:
-#: two loads overlapping in time could leave them swapped for good, so loads take turns.
-_BUILD_LOCK = threading.Lock()
 
 
 def build_model(
     cfg: JinaCLIPConfig, device: torch.device, dtype: torch.dtype, *, random_init: bool = False
 ) -> JinaCLIPModel:
-    """Construct the model directly on ``device``, parameters in ``dtype``, in inference mode.
+    """The model for ``cfg`` in ``dtype`` (see :func:`~.precision.set_dtypes`), in inference mode.
 
-    Parameters are left uninitialized (a checkpoint is about to overwrite them) unless
-    ``random_init`` (benchmarks, tests of random checkpoints). Buffers keep the dtype they are
-    built in: the RoPE tables and frequencies and the ALiBi slopes stay float32 whatever ``dtype`` is.
+    It is built on the ``meta`` device (no memory, no initialization) and left there for
+    :func:`load_model` to fill, unless ``random_init`` (benchmarks, tests of random checkpoints):
+    then it is materialized on ``device`` with :func:`init_random_` weights (and int8 weights
+    for ``torch.int8``).
     """
-    from transformers.initialization import no_init_weights
-
-    with _BUILD_LOCK, torch.device(device), no_init_weights():
+    with torch.device("meta"):
         model = JinaCLIPModel(cfg)
-    for param in model.parameters():
-        param.data = param.data.to(dtype)
+    set_dtypes(model, dtype, device)
+    model.eval().requires_grad_(False)
     if random_init:
+        model.to_empty(device=device)
         init_random_(model)
-    return model.eval().requires_grad_(False)
+        _finish(model, device)
+    return model
+
+
+def _finish(model: JinaCLIPModel, device: torch.device) -> None:
+    """After the weights are in: the buffers computed from the config, and int8 weights if asked."""
+    model.reset_buffers(device)
+    if model.dtype == torch.int8:
+        quantize_int8(model)
 
 
 def init_random_(model: JinaCLIPModel, std: float = 0.02) -> None:
@@ -291,9 +333,10 @@ def init_random_(model: JinaCLIPModel, std: float = 0.02) -> None:
 def load_model(
     folder: Path, cfg: JinaCLIPConfig, device: torch.device, dtype: torch.dtype, *, show_progress: bool | None = None
 ) -> JinaCLIPModel:
-    """Build the model for ``cfg`` and fill it from the folder's safetensors, strictly."""
+    """Build the model for ``cfg`` on the meta device and fill it from the folder's safetensors,
+    strictly, one tensor at a time (:func:`fill_model`): no second copy of the weights is ever
+    held (peak memory and load time: ``benchmarks/RESULTS.md``)."""
     model = build_model(cfg, device, dtype)
-    own = model.state_dict()
     with open_safetensors(folder) as published:
         with progress_bar(len(published), "Loading weights", show_progress, unit="tensor") as bar:
 
@@ -301,15 +344,29 @@ def load_model(
                 bar.update(1)
                 return published.take(key)
 
-            converted = checkpoint_filter_fn(take, cfg)
+            fill_model(model, checkpoint_filter_fn(take, cfg), device)
         published.check_all_taken()
-    with torch.no_grad():
-        for name, target in own.items():
-            tensor = converted.pop(name)
-            if tensor.shape != target.shape:
-                raise CheckpointError(
-                    f"weight {name!r} has shape {tuple(tensor.shape)} in the checkpoint, but "
-                    f"config.json implies {tuple(target.shape)}"
-                )
-            target.copy_(tensor)
     return model
+
+
+def fill_model(model: JinaCLIPModel, tensors: Iterable[tuple[str, torch.Tensor]], device: torch.device) -> None:
+    """Put the weights of a model built on the meta device (:func:`build_model`) in place from
+    ``(name, tensor)`` pairs in its own naming, each cast to its parameter's dtype on ``device``
+    as it comes; then compute the buffers and quantize to int8 if asked. Every parameter must
+    come exactly once with its shape, or :class:`CheckpointError` names it."""
+    meta = dict(model.named_parameters())
+    for name, tensor in tensors:
+        target = meta.pop(name, None)
+        if target is None:
+            raise CheckpointError(f"weight {name!r} is given twice or is not the model's")
+        if tensor.shape != target.shape:
+            raise CheckpointError(
+                f"weight {name!r} has shape {tuple(tensor.shape)} in the checkpoint, but "
+                f"config.json implies {tuple(target.shape)}"
+            )
+        module, _, leaf = name.rpartition(".")
+        value = tensor.to(device=device, dtype=target.dtype)
+        setattr(model.get_submodule(module), leaf, nn.Parameter(value, requires_grad=False))
+    if meta:
+        raise CheckpointError(f"no checkpoint tensor gives the model's weight(s) {sorted(meta)[:5]}")
+    _finish(model, device)

@@ -11,12 +11,35 @@ weights once and inference costs nothing extra.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from .config import XLMRobertaConfig
+
+
+#: Loggers that speak when transformers' model code is first imported with torchao installed (the
+#: ``int8`` extra): transformers imports torchao for its quantizers, and torchao 0.18 on torch
+#: 2.13 warns that its CUDA-only kernels do not load and that torch no longer needs two of its
+#: registrations; none of it concerns a model loaded here, and it would print on every command.
+_IMPORT_NOISE = ("torchao", "torch.utils._pytree")
+
+
+@contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from the loggers ``names`` while inside (their levels restored after)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def hf_config(cfg: XLMRobertaConfig):
@@ -44,9 +67,21 @@ class XLMRobertaTower(nn.Module):
 
     def __init__(self, cfg: XLMRobertaConfig) -> None:
         super().__init__()
-        from transformers import JinaEmbeddingsV3Model
+        with _quiet_loggers(*_IMPORT_NOISE):
+            from transformers import JinaEmbeddingsV3Model
 
         self.transformer = JinaEmbeddingsV3Model(hf_config(cfg), add_pooling_layer=False)
+
+    def reset_buffers(self, device: torch.device | None) -> None:
+        """(Re)compute transformers' non-persistent buffers on ``device``: the rotary
+        frequencies (float32, rebuilt by their module from the config, on the CPU then moved)
+        and the embeddings' position and token-type ids."""
+        model = self.transformer
+        with torch.device("cpu"):
+            model.rotary_emb = type(model.rotary_emb)(model.config).to(device=device)
+        positions = torch.arange(model.config.max_position_embeddings, device=device).expand(1, -1)
+        model.embeddings.position_ids = positions
+        model.embeddings.token_type_ids = torch.zeros_like(positions)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -54,9 +89,12 @@ class XLMRobertaTower(nn.Module):
         return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: XLMRobertaConfig) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+    take: Callable[[str], torch.Tensor], cfg: XLMRobertaConfig
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Map the published ``text_model.transformer.roberta.*`` tensors (fetched by ``take(name)``,
-    names relative to that prefix) onto :class:`XLMRobertaTower`'s state dict.
+    names relative to that prefix) onto :class:`XLMRobertaTower`'s state dict: yields
+    ``(name, tensor)`` one at a time.
 
     The fused ``Wqkv`` rows are ``[q; k; v]`` (flash-attn's ``(three h d)`` layout) and are split
     into transformers' ``q_proj``/``k_proj``/``v_proj``.
@@ -73,27 +111,27 @@ def checkpoint_filter_fn(take: Callable[[str], torch.Tensor], cfg: XLMRobertaCon
             return w
         a, b = a[adapter].float(), b[adapter].float()
         # Linear: A is [rank, in] and B [out, rank]; Embedding: A is [vocab, rank] and B [rank, dim].
-        delta = a @ b if embedding else b @ a
-        return w.float() + delta * scale  # merged in fp32; the load casts to the model dtype
+        # Merged in fp32 (the load casts to the model dtype), in place: no [out, in] temporaries
+        # besides the fp32 copy (a 1 GB one for v2's word embeddings).
+        return w.float().addmm_(*((a, b) if embedding else (b, a)), alpha=scale)
 
-    sd = {
-        "embeddings.word_embeddings.weight": weight("embeddings.word_embeddings", embedding=True),
-        "embeddings.token_type_embeddings.weight": weight("embeddings.token_type_embeddings", embedding=True),
-        "embeddings.LayerNorm.weight": take("emb_ln.weight"),
-        "embeddings.LayerNorm.bias": take("emb_ln.bias"),
-    }
+    t = "transformer."
+    yield t + "embeddings.word_embeddings.weight", weight("embeddings.word_embeddings", embedding=True)
+    yield t + "embeddings.token_type_embeddings.weight", weight("embeddings.token_type_embeddings", embedding=True)
+    yield t + "embeddings.LayerNorm.weight", take("emb_ln.weight")
+    yield t + "embeddings.LayerNorm.bias", take("emb_ln.bias")
     for i in range(cfg.num_hidden_layers):
-        src, dst = f"encoder.layers.{i}.", f"layers.{i}."
+        src, dst = f"encoder.layers.{i}.", f"{t}layers.{i}."
         q, k, v = weight(src + "mixer.Wqkv").chunk(3)
         qb, kb, vb = take(src + "mixer.Wqkv.bias").chunk(3)
         for name, w, b in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
-            sd[f"{dst}self_attn.{name}.weight"], sd[f"{dst}self_attn.{name}.bias"] = w, b
-        sd[dst + "self_attn.o_proj.weight"] = weight(src + "mixer.out_proj")
-        sd[dst + "self_attn.o_proj.bias"] = take(src + "mixer.out_proj.bias")
+            yield f"{dst}self_attn.{name}.weight", w
+            yield f"{dst}self_attn.{name}.bias", b
+        yield dst + "self_attn.o_proj.weight", weight(src + "mixer.out_proj")
+        yield dst + "self_attn.o_proj.bias", take(src + "mixer.out_proj.bias")
         for fc in ("fc1", "fc2"):
-            sd[f"{dst}mlp.{fc}.weight"] = weight(f"{src}mlp.{fc}")
-            sd[f"{dst}mlp.{fc}.bias"] = take(f"{src}mlp.{fc}.bias")
+            yield f"{dst}mlp.{fc}.weight", weight(f"{src}mlp.{fc}")
+            yield f"{dst}mlp.{fc}.bias", take(f"{src}mlp.{fc}.bias")
         for norm, ours in (("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")):
-            sd[f"{dst}{ours}.weight"] = take(f"{src}{norm}.weight")
-            sd[f"{dst}{ours}.bias"] = take(f"{src}{norm}.bias")
-    return {"transformer." + k: v for k, v in sd.items()}
+            yield f"{dst}{ours}.weight", take(f"{src}{norm}.weight")
+            yield f"{dst}{ours}.bias", take(f"{src}{norm}.bias")

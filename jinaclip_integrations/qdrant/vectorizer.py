@@ -49,8 +49,9 @@ class QdrantVectorizer(Vectorizer):
             :class:`~jinaclip_integrations.vectorizer.Vectorizer`.
         preset: a key of :data:`~jinaclip_integrations.store.PRESETS`. None keeps an existing
             collection's preset and creates new ones as ``"default"``.
-        short_dim: size of the short Matryoshka vector (``"default"`` preset only). None keeps
-            an existing collection's size, else :func:`default_short_dim`.
+        short_dim: size of the short Matryoshka vector (``"default"`` preset only), stored beside
+            the full one: the engine's ``truncate_dim``, ``dimensions`` in the adapters, the server
+            and Weaviate. None keeps an existing collection's size, else :func:`default_short_dim`.
 
     Raises:
         StoreError: the collection exists with another layout.

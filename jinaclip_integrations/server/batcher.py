@@ -40,6 +40,7 @@ the batcher's lifespan).
 from __future__ import annotations
 
 import asyncio
+import copy
 import ctypes
 import ctypes.util
 import functools
@@ -162,7 +163,7 @@ class ImageDecoder:
 
 @dataclass
 class BatcherStats:
-    """Counters of the work done (written by the worker thread only).
+    """Counters of the work done (written by the worker thread only, under the batcher's lock).
 
     Attributes:
         requests: jobs embedded or failed: a request's texts are one, its images one per chunk
@@ -170,12 +171,16 @@ class BatcherStats:
         items: inputs embedded.
         batches: engine calls.
         merged_batches: engine calls that served more than one job.
+        modality_items: inputs embedded, by modality (``"text"``, ``"image"``).
+        batch_sizes: engine calls, by their number of inputs.
     """
 
     requests: int = 0
     items: int = 0
     batches: int = 0
     merged_batches: int = 0
+    modality_items: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
+    batch_sizes: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,6 +260,12 @@ class MicroBatcher:
     def running(self) -> bool:
         """Started, not closed, and the worker is alive."""
         return self._thread is not None and self._thread.is_alive() and not self._closing
+
+    def stats_snapshot(self) -> BatcherStats:
+        """A copy of :attr:`stats` as it stood between two batches (the worker updates it under
+        the batcher's lock), for a reader on another thread."""
+        with self._cond:
+            return copy.deepcopy(self.stats)
 
     @property
     def queued(self) -> int:
@@ -360,10 +371,15 @@ class MicroBatcher:
 
     def _run(self, jobs: list[_Job]) -> None:
         """Embed ``jobs`` in one engine call and hand each its rows; a failure fails them all."""
-        self.stats.requests += len(jobs)
-        self.stats.items += sum(job.size for job in jobs)
-        self.stats.batches += 1
-        self.stats.merged_batches += len(jobs) > 1
+        size = sum(job.size for job in jobs)
+        with self._cond:
+            self.stats.requests += len(jobs)
+            self.stats.items += size
+            self.stats.batches += 1
+            self.stats.merged_batches += len(jobs) > 1
+            if jobs:  # none when every request taken was cancelled before the model was free
+                self.stats.modality_items[jobs[0].key[0]] += size
+                self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
         try:
             vectors = _on_the_model(functools.partial(_encode, self.engine, jobs))
         except Exception as exc:  # each request answers it (a 500 is logged there)

@@ -1,5 +1,8 @@
-"""Jina's and OpenAI's ``POST /v1/embeddings`` on one route, and the routes about the model
-(``GET /v1/models``, ``/health``, ``/ready``), embedding through the server's micro-batcher.
+"""Jina's and OpenAI's ``POST /v1/embeddings`` on one route, zero-shot image classification
+(``POST /v1/classify``), and the routes about the models (``GET /v1/models``, ``/health``,
+``/ready``), embedding through each model's micro-batcher. ``/embeddings``, ``/classify`` and
+``/models`` are the same routes without the ``/v1`` prefix (infinity's and TEI's clients are
+often configured without it); the OpenAPI schema lists each route once, under ``/v1``.
 
 ``POST /v1/embeddings`` accepts both APIs' requests (the options of either may be combined):
 
@@ -18,9 +21,15 @@
 - ``normalized`` (Jina, default true): L2-normalize.
 - ``embedding_type`` (Jina; legacy ``encoding_type``) or ``encoding_format`` (OpenAI):
   ``"float"`` (default), ``"base64"`` (little-endian float32 bytes, what the openai SDK asks
-  for by default), ``"binary"`` / ``"ubinary"`` (signs packed 8 per byte, as Jina does; int8
-  ``ubinary - 128`` for ``binary``).
-- ``model`` is not checked: any name is accepted and the answer names the served model.
+  for by default), and the smaller precisions of :func:`~jinaclip_integrations.engine.quantize`
+  (applied after truncation and normalization): ``"int8"`` (``round(127 * x / max|x|)`` per
+  vector: compare with cosine), ``"uint8"`` (int8 + 128), ``"ubinary"`` (signs packed 8 per
+  byte, as Jina does) and ``"binary"`` (``ubinary - 128``, int8). OpenAI's ``encoding_format``
+  takes ``"float"`` and ``"base64"`` only.
+- ``model`` picks the model when the server serves several: one of the names ``/v1/models``
+  lists (the hub name, or a local folder's last part), the first model when the field is
+  missing, a 400 listing the served names for any other. With one model any name is accepted
+  and the answer names the served model.
 - ``truncate`` is accepted and ignored: texts longer than the engine's ``max_length`` tokens
   are always truncated, and their items in the answer say so (``"truncated": true``).
   ``late_chunking`` and ``return_multivector`` are refused when true.
@@ -51,16 +60,30 @@ fetched only when enabled (see :mod:`.security`); the body's size and time are t
 truncation flag and are what the model embeds. Images are decoded on the request's side of the
 batcher, inputs of concurrent requests are embedded together (:mod:`.batcher`).
 
-``GET /v1/models`` is OpenAI's list (one model, named as :func:`~.security.public_model_name`
+``POST /v1/classify`` scores images against labels as CLIP's zero-shot classification does (the
+anchors: infinity's ``/classify`` answer, a list of ``{label, score}`` per input; clip-as-service's
+``rank``, images against candidate texts). The body is ``{"model"?, "task"?, "input": [images],
+"labels": [texts]}``: ``input`` takes the image forms of ``/v1/embeddings`` (a string is an
+image, as under ``"modality": "image"``; ``{"image"|"url"|"bytes": ...}`` objects), ``task`` is
+the labels' (default none). The answer is ``{"object": "list", "data": [{"object":
+"classification", "index": i, "labels": [{"label", "score"}, ...]}], "model", "usage"}``: for
+each image, every label with its probability (the softmax over the labels of the model's
+``exp(logit_scale) * cosine``, :func:`~jinaclip_integrations.engine.label_probabilities`), most
+probable first. Images and labels are embedded through the model's batcher, merged with other
+requests, under the same limits (items, counted over images and labels together; characters
+per label; pixels), and errors come in both shapes (a bad label: ``"invalid label at index
+1: ..."``).
+
+``GET /v1/models`` is OpenAI's list of the served models (named as :func:`~.security.public_model_name`
 says: never a path of the server's); ``GET /health`` answers 200 while the process runs,
-``GET /ready`` 200 once the batcher runs, else 503 (``HEAD`` too, for probes).
+``GET /ready`` 200 once every model's batcher runs, else 503 (``HEAD`` too, for probes).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -68,11 +91,15 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..engine import truncate_normalize
+from ..engine import label_probabilities, quantize, truncate_normalize
 from ..errors import InputError
 from .batcher import MicroBatcher, gather_all
 from .http import INLINE_SIZE, BadRequest, Failure, add_get_route, json_object, offload, respond, validate
+from .metrics import MODEL_LABEL
 from .schemas import (
+    ClassifyOptions,
+    ClassifyRequest,
+    ClassifyResponse,
     EmbeddingError,
     EmbeddingOptions,
     EmbeddingRequest,
@@ -81,11 +108,11 @@ from .schemas import (
     ModelList,
     request_body,
 )
-from .security import ImageCheck, decode_image, fetch_images, is_url, public_model_name
+from .security import ImageCheck, decode_image, fetch_images, is_url
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
-    from ..engine import JinaCLIPEngine, Tokenized
+    from ..engine import Tokenized
 
 __all__ = ["Dialect", "embedding_error", "embedding_router"]
 
@@ -100,10 +127,11 @@ _ERROR_CODES = {401: "invalid_api_key", 408: "request_timeout", 413: "request_to
                 503: "unavailable", 504: "timeout"}  # fmt: skip
 
 
-def embedding_router(engine: JinaCLIPEngine, settings: ServerSettings, batcher: MicroBatcher) -> APIRouter:
-    """``/v1/embeddings``, ``/v1/models``, ``/health`` and ``/ready`` for ``engine`` (see the
-    module docstring), under ``settings``' limits, embedding through ``batcher`` (the app runs it)."""
-    return _EmbeddingService(engine, settings, batcher).router()
+def embedding_router(batchers: Mapping[str, MicroBatcher], settings: ServerSettings) -> APIRouter:
+    """``/v1/embeddings``, ``/v1/models``, ``/health`` and ``/ready`` (see the module docstring)
+    for the models of ``batchers`` (the name clients pick a model by -> the batcher of its
+    engine, which the app runs; the first is the default), under ``settings``' limits."""
+    return _EmbeddingService(batchers, settings).router()
 
 
 def embedding_error(dialect: Dialect, failure: Failure) -> JSONResponse:
@@ -121,11 +149,25 @@ def embedding_error(dialect: Dialect, failure: Failure) -> JSONResponse:
     return JSONResponse(body, status_code=failure.status, headers=failure.headers)
 
 
+class _Model:
+    """A served model: its name, engine and batcher, and what its requests are checked against."""
+
+    def __init__(self, name: str, batcher: MicroBatcher, settings: ServerSettings) -> None:
+        engine = batcher.engine
+        self.name, self.engine, self.batcher = name, engine, batcher
+        self.dimensions = list(engine.output_dims)
+        self.native_dim = engine.output_dim  # what the engine returns
+        self.max_image_pixels = settings.max_image_pixels or engine.max_image_pixels
+        self.image_tokens = engine.image_tokens
+
+
 @dataclass
 class _Prepared:
-    """A validated request: its options, texts (tokenized once read) and images with their
-    request positions, the image URLs still to fetch, and the checks its images pass."""
+    """A validated request: the model it picked, its options, texts (tokenized once read) and
+    images with their request positions, the image URLs still to fetch, and the checks its
+    images pass."""
 
+    model: _Model
     dimensions: int | None
     task: str | None
     normalized: bool
@@ -144,21 +186,19 @@ class _Prepared:
 
 @dataclass
 class _Call:
-    """What the error answer of one request needs to know: the API it speaks, once read."""
+    """What is known of one request beyond its answer: the API it speaks (for an error's shape)
+    and the model it picked (for the metrics), once read."""
 
     dialect: Dialect = None
+    model: str | None = None
 
 
 class _EmbeddingService:
-    """``/v1/embeddings`` and the routes about the model, for one engine and batcher."""
+    """``/v1/embeddings`` and the routes about the models, for the models of some batchers."""
 
-    def __init__(self, engine: JinaCLIPEngine, settings: ServerSettings, batcher: MicroBatcher) -> None:
-        self.engine, self.settings, self.batcher = engine, settings, batcher
-        self.model_name = public_model_name(engine.name_or_path or "jina-clip")
-        self.dimensions = list(engine.output_dims)
-        self.native_dim = engine.output_dim  # what the engine returns
-        self.max_image_pixels = settings.max_image_pixels or engine.max_image_pixels
-        self.image_tokens = engine.image_tokens
+    def __init__(self, batchers: Mapping[str, MicroBatcher], settings: ServerSettings) -> None:
+        self.settings = settings
+        self.models = {name: _Model(name, batcher, settings) for name, batcher in batchers.items()}
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -175,44 +215,76 @@ class _EmbeddingService:
                 (504, "The request took too long"),
             )
         }
-        router.add_api_route(
-            "/v1/embeddings", self.embeddings, methods=["POST"], tags=["embeddings"],
-            summary="Embed texts and images (Jina and OpenAI APIs)", response_model=EmbeddingResponse,
-            responses=failures, openapi_extra=request_body(EmbeddingRequest),
-        )  # fmt: skip
-        add_get_route(router, "/v1/models", self.models, tags=["embeddings"], response_model=ModelList)
+        for prefix, listed in (("/v1", True), ("", False)):  # the aliases are left out of the schema
+            router.add_api_route(
+                f"{prefix}/embeddings", self.embeddings, methods=["POST"], tags=["embeddings"],
+                summary="Embed texts and images (Jina and OpenAI APIs)", description="Also at /embeddings.",
+                response_model=EmbeddingResponse, responses=failures, openapi_extra=request_body(EmbeddingRequest),
+                include_in_schema=listed,
+            )  # fmt: skip
+            router.add_api_route(
+                f"{prefix}/classify", self.classify, methods=["POST"], tags=["embeddings"],
+                summary="Zero-shot image classification: each image's probability for each label",
+                description="Also at /classify. For each image of input, every label with its probability (softmax "
+                "over the labels of exp(logit_scale) * cosine, as CLIP), most probable first.",
+                response_model=ClassifyResponse, responses=failures, openapi_extra=request_body(ClassifyRequest),
+                include_in_schema=listed,
+            )  # fmt: skip
+            add_get_route(
+                router, f"{prefix}/models", self.model_list, tags=["embeddings"], summary="List the served models",
+                description="Also at /models.", response_model=ModelList, include_in_schema=listed,
+            )  # fmt: skip
         add_get_route(router, "/health", self.health, tags=["status"])
         add_get_route(router, "/ready", self.readiness, tags=["status"])
         return router
 
     # -- status routes ------------------------------------------------------------------------
 
-    async def models(self) -> dict[str, Any]:
-        card = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "jinaclip-integrations"}
-        return {"object": "list", "data": [card]}
+    async def model_list(self) -> dict[str, Any]:
+        cards = [{"id": name, "object": "model", "created": 0, "owned_by": "jinaclip-integrations"} for name in self.models]  # fmt: skip
+        return {"object": "list", "data": cards}
 
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
     async def readiness(self) -> JSONResponse:
-        if self.batcher.running:
+        if all(model.batcher.running for model in self.models.values()):
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     # -- /v1/embeddings -------------------------------------------------------------------------
 
     async def embeddings(self, request: Request) -> Response:
+        return await self._answer(request, self._embed, "embedding")
+
+    async def classify(self, request: Request) -> Response:
+        return await self._answer(request, self._classify, "classification")
+
+    async def _answer(
+        self, request: Request, work: Callable[[bytes, _Call], Awaitable[Response]], action: str
+    ) -> Response:
+        """``work``'s answer to the request, or its failure in the shape of the request's API;
+        the model it picked is left in the scope for the metrics."""
         call = _Call()
-        return await respond(
+        response = await respond(
             request,
-            lambda body: self._embed(body, call),
+            lambda body: work(body, call),
             lambda failure: embedding_error(call.dialect, failure),
-            action="embedding",
+            action=action,
             timeout_s=self.settings.request_timeout_s,
         )
+        if call.model is not None:
+            request.scope[MODEL_LABEL] = call.model
+        return response
 
     async def _embed(self, body: bytes, call: _Call) -> Response:
         prepared = await offload(len(body) > INLINE_SIZE, self._prepare, body, call)
+        await self._fetch(prepared)
+        vectors = await self._vectors(prepared)
+        return await offload(vectors.size > INLINE_SIZE, self._render, vectors, prepared)
+
+    async def _fetch(self, prepared: _Prepared) -> None:
+        """Fetch the request's image URLs (allowed, or they were refused while reading) and check them."""
         if prepared.urls:
             fetched = await fetch_images(
                 prepared.urls,
@@ -223,36 +295,30 @@ class _EmbeddingService:
             for (index, _), data in zip(prepared.urls, fetched, strict=True):
                 prepared.check(data, index)
                 prepared.images.append((index, data))
-        vectors = await self._vectors(prepared)
-        return await offload(vectors.size > INLINE_SIZE, self._render, vectors, prepared)
 
     async def _vectors(self, prepared: _Prepared) -> np.ndarray:
         """All inputs' vectors in request order, truncated to the requested dimensions."""
         parts: list[tuple[list[int], Awaitable[np.ndarray]]] = []
+        batcher, native_dim = prepared.model.batcher, prepared.model.native_dim
         if prepared.tokenized is not None:
-            work = self.batcher.embed_tokens(prepared.tokenized, prepared.normalized)
+            work = batcher.embed_tokens(prepared.tokenized, prepared.normalized)
             parts.append(([index for index, _ in prepared.texts], work))
         if prepared.images:
             images = [data for _, data in prepared.images]
-            parts.append(
-                ([index for index, _ in prepared.images], self.batcher.embed_images(images, prepared.normalized))
-            )
+            parts.append(([index for index, _ in prepared.images], batcher.embed_images(images, prepared.normalized)))
         results = await gather_all(_at(positions, work) for positions, work in parts)
-        out = np.empty((prepared.count, self.native_dim), dtype=np.float32)
+        out = np.empty((prepared.count, native_dim), dtype=np.float32)
         for (positions, _), rows in zip(parts, results, strict=True):
             out[positions] = rows
         # the engine normalized the full vectors as asked: only a shorter one needs it again
-        shorter = prepared.dimensions is not None and prepared.dimensions < self.native_dim
+        shorter = prepared.dimensions is not None and prepared.dimensions < native_dim
         return truncate_normalize(out, prepared.dimensions, normalize=prepared.normalized and shorter)
 
     def _render(self, vectors: np.ndarray, prepared: _Prepared) -> Response:
         if prepared.format == "base64":
             rows: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in vectors]
-        elif prepared.format in ("binary", "ubinary"):
-            packed = np.packbits(vectors > 0, axis=1)
-            rows = (packed.astype(np.int16) - 128 if prepared.format == "binary" else packed).tolist()
         else:
-            rows = vectors.tolist()
+            rows = quantize(vectors, "float32" if prepared.format == "float" else prepared.format).tolist()
         body = {
             "object": "list",
             "data": [
@@ -264,11 +330,77 @@ class _EmbeddingService:
                 }  # fmt: skip
                 for i, row in enumerate(rows)
             ],
-            "model": self.model_name,
+            "model": prepared.model.name,
             "usage": {"prompt_tokens": prepared.tokens, "total_tokens": prepared.tokens},
         }
-        # allow_nan=False: a model that overflowed fails with a 500, not with invalid JSON
-        return Response(json.dumps(body, separators=(",", ":"), allow_nan=False), media_type="application/json")
+        return _json(body)
+
+    # -- /v1/classify ---------------------------------------------------------------------------
+
+    async def _classify(self, body: bytes, call: _Call) -> Response:
+        """Embed the request's images and labels together (the labels are its texts, after the
+        images), then score each image against every label."""
+        prepared, labels = await offload(len(body) > INLINE_SIZE, self._prepare_classify, body, call)
+        await self._fetch(prepared)
+        vectors = await self._vectors(prepared)
+        images = len(vectors) - len(labels)
+        return await offload(images * len(labels) > INLINE_SIZE, self._render_classes, vectors, labels, prepared)
+
+    def _render_classes(self, vectors: np.ndarray, labels: list[str], prepared: _Prepared) -> Response:
+        """Each image's labels with their probabilities, most probable first (``vectors``: the
+        images', then the labels')."""
+        images = len(vectors) - len(labels)
+        scores = label_probabilities(vectors[:images], vectors[images:], prepared.model.engine.logit_scale)
+        data = []
+        for index, row in enumerate(scores.tolist()):
+            ranked = sorted(zip(labels, row, strict=True), key=lambda pair: -pair[1])  # stable: ties keep their order
+            data.append({"object": "classification", "index": index, "labels": [{"label": label, "score": score} for label, score in ranked]})  # fmt: skip
+        usage = {"prompt_tokens": prepared.tokens, "total_tokens": prepared.tokens}
+        return _json({"object": "list", "data": data, "model": prepared.model.name, "usage": usage})
+
+    def _prepare_classify(self, body: bytes, call: _Call) -> tuple[_Prepared, list[str]]:
+        """Parse and check a classification request: its images read as those of an embedding
+        request under ``"modality": "image"`` (at their request positions), its labels as texts
+        after them, tokenized; and the labels."""
+        data = json_object(body, self.settings.max_items)
+        options = validate(ClassifyOptions, {key: value for key, value in data.items() if key not in ("input", "labels")})  # fmt: skip
+        model = self._model(options.model)
+        call.model = model.name
+        for name in ("input", "labels"):
+            if name not in data:
+                raise BadRequest(f"{name}: Field required", name)
+        inputs, labels = data["input"], data["labels"]
+        if not isinstance(labels, list) or not labels:
+            raise BadRequest("labels must be a non-empty list of strings", "labels")
+        images = len(inputs) if isinstance(inputs, list) else 1
+        if images + len(labels) > self.settings.max_items:
+            raise BadRequest(
+                f"input and labels have {images + len(labels)} items together, more than the limit of {self.settings.max_items}",  # fmt: skip
+                "labels",
+            )
+        prepared = _Prepared(
+            model=model,
+            dimensions=None,
+            task=_task(model, options.task),
+            normalized=True,
+            format="float",
+            count=images + len(labels),
+            check=ImageCheck(model.max_image_pixels, self.settings.max_request_pixels),
+            images_only=True,
+        )
+        self._read_inputs(inputs, prepared)
+        if prepared.texts:
+            raise InputError(prepared.texts[0][0], "classify takes images; a text belongs in labels", kind="image")
+        for index, label in enumerate(labels):
+            if not isinstance(label, str):
+                raise BadRequest(f"invalid label at index {index}: expected a string, got {_json_type(label)}", "labels")  # fmt: skip
+            try:
+                prepared.texts.append((images + index, self._text(label, index)))
+            except InputError as exc:
+                raise BadRequest(f"invalid label at index {index}: {exc.reason}", "labels") from None
+        prepared.tokenized = model.engine.tokenize(labels, task=prepared.task)
+        prepared.tokens = sum(map(len, prepared.tokenized.ids)) + model.image_tokens * images
+        return prepared, labels
 
     # -- reading a request ----------------------------------------------------------------------
 
@@ -281,40 +413,38 @@ class _EmbeddingService:
         for option in ("late_chunking", "return_multivector"):
             if getattr(options, option):
                 raise BadRequest(f"{option} is not supported by this server", option)
+        model = self._model(options.model)
+        call.model = model.name
         if "input" not in data:
             raise BadRequest("input: Field required", "input")
         inputs = data["input"]
         prepared = _Prepared(
-            dimensions=self._dimensions(options.dimensions),
-            task=self._task(options.task),
+            model=model,
+            dimensions=_dimensions(model, options.dimensions),
+            task=_task(model, options.task),
             normalized=options.normalized,
             format=options.embedding_type or options.encoding_type or options.encoding_format or "float",
             count=len(inputs) if isinstance(inputs, list) else 1,
-            check=ImageCheck(self.max_image_pixels, self.settings.max_request_pixels),
+            check=ImageCheck(model.max_image_pixels, self.settings.max_request_pixels),
             images_only=options.modality == "image",
         )
         self._read_inputs(inputs, prepared)
         if prepared.texts:
-            prepared.tokenized = self.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
+            prepared.tokenized = model.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
             prepared.tokens += sum(map(len, prepared.tokenized.ids))
             prepared.truncated = {prepared.texts[i][0] for i in prepared.tokenized.truncated}
-        prepared.tokens += self.image_tokens * (len(prepared.images) + len(prepared.urls))
+        prepared.tokens += model.image_tokens * (len(prepared.images) + len(prepared.urls))
         return prepared
 
-    def _dimensions(self, dimensions: int | None) -> int | None:
-        if dimensions is None or dimensions in self.dimensions:
-            return dimensions
-        raise BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {self.dimensions}", "dimensions")  # fmt: skip
-
-    def _task(self, task: str | None) -> str | None:
-        """The engine task for a requested one: its own tasks as they are; Jina's two retrieval
-        tasks, where the model has no instruction for them, as none."""
-        if task is None or task in self.engine.tasks:
-            return task
-        if task in (_QUERY, _PASSAGE):
-            return None
-        allowed = sorted({*self.engine.tasks, _QUERY, _PASSAGE})
-        raise BadRequest(f"task {task!r} is not supported; choose one of {allowed}", "task")
+    def _model(self, name: str | None) -> _Model:
+        """The model a request's ``model`` field picks: the only one, whatever the name; of
+        several, the one of that name, or the first when none is given."""
+        models = list(self.models.values())
+        if len(models) == 1 or name is None:
+            return models[0]
+        if name in self.models:
+            return self.models[name]
+        raise BadRequest(f"model {name!r} is not served here; choose one of {list(self.models)}", "model")
 
     def _read_inputs(self, inputs: Any, prepared: _Prepared) -> None:
         if isinstance(inputs, str):
@@ -387,6 +517,30 @@ class _EmbeddingService:
         except UnicodeEncodeError as exc:  # lone surrogates from JSON escapes
             raise InputError(index, f"not valid Unicode text: {exc.reason} at position {exc.start}", kind="text") from None  # fmt: skip
         return text
+
+
+def _dimensions(model: _Model, dimensions: int | None) -> int | None:
+    if dimensions is None or dimensions in model.dimensions:
+        return dimensions
+    raise BadRequest(f"dimensions {dimensions} is not supported by this model; choose one of {model.dimensions}", "dimensions")  # fmt: skip
+
+
+def _task(model: _Model, task: str | None) -> str | None:
+    """The engine task for a requested one: the model's own tasks as they are; Jina's two
+    retrieval tasks, where the model has no instruction for them, as none."""
+    tasks = model.engine.tasks
+    if task is None or task in tasks:
+        return task
+    if task in (_QUERY, _PASSAGE):
+        return None
+    allowed = sorted({*tasks, _QUERY, _PASSAGE})
+    raise BadRequest(f"task {task!r} is not supported; choose one of {allowed}", "task")
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """``body`` as compact JSON; ``allow_nan=False``: a model that overflowed fails with a 500,
+    not with invalid JSON."""
+    return Response(json.dumps(body, separators=(",", ":"), allow_nan=False), media_type="application/json")
 
 
 def _dialect(data: dict[str, Any]) -> Dialect:

@@ -14,14 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "BytesInput", "ClipRequest", "ClipResponse", "Embedding", "EmbeddingError", "EmbeddingOptions", "EmbeddingRequest",
-    "EmbeddingResponse", "ErrorResponse", "Format", "ImageInput", "ModelCard", "ModelInfo", "ModelList", "OpenAIError",
+    "BytesInput", "Classification", "ClassifyOptions", "ClassifyRequest", "ClassifyResponse", "ClipRequest",
+    "ClipResponse", "Embedding", "EmbeddingError", "EmbeddingOptions", "EmbeddingRequest", "EmbeddingResponse",
+    "ErrorResponse", "Format", "ImageInput", "LabelScore", "ModelCard", "ModelInfo", "ModelList", "OpenAIError",
     "StrictBody", "TextInput", "UrlInput", "Usage", "VectorConfig", "VectorRequest", "VectorResponse",
     "VectorsRequest", "VectorsResponse", "request_body",
 ]  # fmt: skip
 
-#: the output formats of ``/v1/embeddings``
-Format = Literal["float", "base64", "binary", "ubinary"]
+#: the output formats of ``/v1/embeddings`` (the last four: ``jinaclip_integrations.engine.quantize``'s precisions)
+Format = Literal["float", "base64", "int8", "uint8", "binary", "ubinary"]
 
 
 class StrictBody(BaseModel):
@@ -38,13 +39,20 @@ class StrictBody(BaseModel):
 class EmbeddingOptions(StrictBody):
     """Every field of a request but ``input`` (read by hand, for messages naming the item)."""
 
-    model: str | None = Field(default=None, description="Any name; the answer names the served model.")
+    model: str | None = Field(
+        default=None,
+        description="One of the models /v1/models lists (default: the first); with one model, any name.",
+    )
     dimensions: int | None = Field(default=None, description="A Matryoshka size of the model, or its full size.")
     task: str | None = Field(
         default=None, description="retrieval.query (query instruction), retrieval.passage (none), or a model task."
     )
     normalized: bool = Field(default=True, description="L2-normalize (Jina).")
-    embedding_type: Format | None = Field(default=None, description="Output format (Jina).")
+    embedding_type: Format | None = Field(
+        default=None,
+        description="Output format (Jina): float; base64 (little-endian float32); int8 (round(127 x / max|x|) per "
+        "vector), uint8 (int8 + 128); ubinary (signs packed 8 per byte), binary (ubinary - 128).",
+    )
     encoding_type: Format | None = Field(default=None, description="Legacy name of embedding_type.")
     encoding_format: Literal["float", "base64"] | None = Field(default=None, description="Output format (OpenAI).")
     truncate: bool | None = Field(default=None, description="Ignored: long texts are always truncated.")
@@ -86,7 +94,7 @@ class EmbeddingRequest(EmbeddingOptions):
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | list[int] | str = Field(description="Floats, base64 float32, or packed bits.")
+    embedding: list[float] | list[int] | str = Field(description="Floats, base64 float32, int8/uint8, or packed bits.")
 
 
 class Usage(BaseModel):
@@ -125,6 +133,49 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# -- /v1/classify (zero-shot image classification) -------------------------------------------------
+
+
+class ClassifyOptions(StrictBody):
+    """Every field of a classification request but ``input`` and ``labels`` (read by hand)."""
+
+    model: str | None = Field(
+        default=None,
+        description="One of the models /v1/models lists (default: the first); with one model, any name.",
+    )
+    task: str | None = Field(
+        default=None,
+        description="The labels' task, as in /v1/embeddings (default: none, as CLIP's zero-shot labels).",
+    )
+
+
+class ClassifyRequest(ClassifyOptions):
+    """Images, and the labels to score each of them against."""
+
+    input: str | list[str | ImageInput | UrlInput | BytesInput] = Field(
+        description="Images: each string is an image (base64, a data URI, or an http(s) URL if enabled)."
+    )
+    labels: list[str] = Field(description="The candidate labels, as texts (e.g. 'a photo of a cat').")
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float = Field(description="The label's probability for the image; an image's scores sum to 1.")
+
+
+class Classification(BaseModel):
+    object: Literal["classification"] = "classification"
+    index: int = Field(description="The image's position in input.")
+    labels: list[LabelScore] = Field(description="Every label, most probable first.")
+
+
+class ClassifyResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Classification]
+    model: str
+    usage: Usage
 
 
 # -- Weaviate's inference protocols ---------------------------------------------------------------

@@ -62,7 +62,9 @@ class WeaviateVectorizer(Vectorizer):
         engine, model_name, device, dtype, batch_size, on_error, show_progress: as for every
             :class:`~jinaclip_integrations.vectorizer.Vectorizer`.
         vector_name: the named vector holding the embeddings.
-        dimensions: a Matryoshka size to store and search with (None: the full size).
+        dimensions: a Matryoshka size to store and search with (None: the full size): the
+            engine's ``truncate_dim``, the Qdrant store's ``short_dim`` (which it keeps beside the
+            full vector; here only the prefix is stored).
 
     Raises:
         StoreError: the collection exists without the named vector ``vector_name``, with
