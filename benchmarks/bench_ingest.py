@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="the tiny model on a small folder only")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
-    runs = [("tiny", lambda: JinaCLIPEngine.from_pretrained(TINY, device="cpu", show_progress=False),
+    runs = [("tiny", lambda: JinaCLIPEngine.from_pretrained(TINY, device="cpu", dtype="float32", show_progress=False),
              dict(texts=2, words=2000, pdfs=2, pages=2) if args.smoke else dict(texts=20, words=6000, pdfs=10, pages=5),
              ChunkOptions())]  # fmt: skip
     if not args.smoke:  # full size: ~4 s per 512-token chunk and ~7 s per image on 2 cores

@@ -354,7 +354,6 @@ def step_ingest(step: Step) -> None:
     from bench_ingest import full_size_engine
 
     from jinaclip_integrations import JinaCLIPEngine
-    from jinaclip_integrations.engine import inputs
     from jinaclip_integrations.engine.batching import decode_pool
     from jinaclip_integrations.qdrant import QdrantVectorizer
 
@@ -386,12 +385,11 @@ def step_ingest(step: Step) -> None:
             for i in range(count):
                 (folder / f"{name}-{i}.jpg").write_bytes(with_comment(base, f"{name} {i}"))
             step.run(f"jpeg_to_qdrant/{name}", lambda folder=folder: index(folder), needs_s=10 if cuda else 0)
-        margin = inputs.DRAFT_MARGIN
-        inputs.DRAFT_MARGIN = 10**6  # no JPEG is large enough: every one decoded in full
+        engine.preprocessor.reduced_jpeg_decoding = False  # every JPEG decoded in full
         try:
             step.run("jpeg_to_qdrant/12MP/full_decode", lambda: index(Path(tmp) / "12MP"), needs_s=10 if cuda else 0)
         finally:
-            inputs.DRAFT_MARGIN = margin
+            engine.preprocessor.reduced_jpeg_decoding = True
 
 
 # -- d. the server ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Download the cp312 manylinux wheels that the GPU machine's image lacks into .whl/ (ignored by
-# git through .git/info/exclude), for benchmarks/gpu_check.sh to install there without a
+# git through .gitignore), for benchmarks/gpu_check.sh to install there without a
 # registry; then check that they and the working tree that travels with them fit in 64 MiB.
 #
 #   bash benchmarks/gpu_wheels.sh            # here, once, before run(..., carry=[".whl"])
@@ -16,7 +16,6 @@ WHEELS=(
   pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
   opentelemetry-api==1.45.2
 )
-grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 rm -rf .whl && mkdir -p .whl
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64 \

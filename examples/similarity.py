@@ -32,7 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub name or checkpoint folder")
     parser.add_argument("--device", help="torch device (default: CUDA if available, else CPU)")
-    parser.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument(
+        "--dtype",
+        help="float32 / bfloat16 / float16 / int8 (default: bf16 on CUDA and on CPUs with native bf16, else float32)",
+    )
     parser.add_argument("--dimensions", type=int, help="Matryoshka truncation (e.g. 256)")
     parser.add_argument("--images", nargs="+", type=Path, default=IMAGES, help="image files")
     parser.add_argument("--texts", nargs="+", default=TEXTS, help="texts")

@@ -73,7 +73,7 @@ class JinaCLIPEmbeddingFunction(EmbeddingFunction[Embeddable]):
         device: torch device; None: the ``device`` setting where the model loads, else CUDA when
             available, else the CPU.
         dtype: ``float32``, ``bfloat16`` or ``float16``; None: the ``dtype`` setting where the
-            model loads, else bf16 on CUDA and fp32 on the CPU.
+            model loads, else bf16 on CUDA and on CPUs with native bf16, float32 elsewhere.
         batch_size: texts or images per forward pass.
         engine: an already loaded engine to use instead of loading ``model_name`` (then
             ``device`` and ``dtype`` must be None).

@@ -345,6 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .server import create_app, open_host_warning, settings_from_args
+        from .server.security import public_model_name
     from .engine import model_key, shared_engine
 
     server_settings = settings_from_args(args)
@@ -354,6 +355,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names: dict[str, str] = {}  # each model once (a folder by its resolved path), in order
     for name in args.models or [args.model]:
         names.setdefault(model_key(name), name)
+    public: dict[str, str] = {}  # clients pick a model by its public name: two may not share one
+    for name in names.values():
+        if (other := public.setdefault(public_model_name(name), name)) != name:
+            raise ValueError(f"--model {other} and --model {name} would both be served as {public_model_name(name)!r}: serve one of them from a folder of another name")  # fmt: skip
     engines = [shared_engine(name, device=args.device, dtype=args.dtype, show_progress=progress) for name in names.values()]  # fmt: skip
     app = create_app(engines, server_settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")

@@ -74,7 +74,7 @@ class JinaCLIPEmbeddings(BaseModel, Embeddings):
     device: str | None = Field(default_factory=partial(settings.value, "device"))
     """Torch device; CUDA when available, else CPU."""
     dtype: str | None = Field(default_factory=partial(settings.value, "dtype"))
-    """``float32``, ``bfloat16`` or ``float16``; bf16 on CUDA, fp32 on CPU by default."""
+    """``float32``, ``bfloat16``, ``float16`` or ``int8``; by default bf16 on CUDA and on CPUs with native bf16, else float32."""
     dimensions: int | None = None
     """Matryoshka truncation: keep the first ``dimensions`` dims (one of the model's sizes): the
     engine's ``truncate_dim``, the server's ``dimensions``, the Qdrant store's ``short_dim``.

@@ -67,7 +67,7 @@ class JinaCLIPEmbedding(MultiModalEmbedding):
     )
     dtype: str | None = Field(
         default_factory=partial(settings.value, "dtype"),
-        description="float32, bfloat16 or float16 (default: bf16 on CUDA, fp32 on CPU).",
+        description="float32, bfloat16, float16 or int8 (default: bf16 on CUDA and on CPUs with native bf16, else float32).",
     )
     dimensions: int | None = Field(
         default=None,

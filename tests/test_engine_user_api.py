@@ -87,6 +87,11 @@ def test_a_single_text_or_image_gives_one_vector(engine, paths):
         engine.encode(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(TypeError, match="got int"):
         engine.encode(5)
+    for unordered in ({"a text": 1}, {"a", "b"}):  # a mapping's keys, a set in no order: refused
+        with pytest.raises(TypeError, match="ordered iterable"):
+            engine.encode(unordered)
+        with pytest.raises(TypeError, match="ordered iterable"):
+            engine.embed(unordered)
 
 
 def test_query_and_document_names(engine, paths):

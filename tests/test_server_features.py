@@ -17,6 +17,7 @@ import asyncio
 import base64
 import math
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -151,6 +152,20 @@ def test_serve_command_loads_each_model_once(monkeypatch, tmp_path):
     batchers = served[0].state.batchers
     assert list(batchers) == [V2, V1]
     assert batchers[V2].engine is not batchers[V1].engine
+
+
+def test_serve_refuses_two_models_of_one_public_name_before_loading_either(monkeypatch, tmp_path, capsys):
+    """Two folders of the same last part would both be served under that name: refused at once,
+    naming both, before minutes of loading (no engine is built: shared_engine would fail)."""
+    for var in (*(s.env for s in settings.SETTINGS.values()), "JINACLIP_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    twin = tmp_path / "elsewhere" / V2_TINY.name
+    shutil.copytree(V2_TINY, twin)
+    monkeypatch.setattr("jinaclip_integrations.engine.shared_engine", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert cli.main(["serve", "-q", "--model", str(V2_TINY), "--model", str(twin)]) == 1
+    err = capsys.readouterr().err
+    assert f"--model {V2_TINY} and --model {twin} would both be served as '{V2_TINY.name}'" in err
 
 
 # -- the routes without /v1 ------------------------------------------------------------------------------

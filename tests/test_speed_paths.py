@@ -55,3 +55,18 @@ def test_small_or_non_jpeg_images_decode_in_full(engine):
     png = io.BytesIO()
     Image.open(io.BytesIO(photo_jpeg(1600, 1200))).save(png, "PNG")
     assert load_image(png.getvalue(), 0, min_side=engine.preprocessor.size).size == (1600, 1200)
+
+
+def test_reduced_decoding_can_be_turned_off_and_covers_camera_mpo_files(engine):
+    """``reduced_jpeg_decoding=False`` decodes every pixel, as the reference does: the vector of
+    the JPEG's bytes then equals that of the caller's fully decoded image (atol 1e-6, fp32).
+    MPO files (a JPEG with previews, what many cameras write) are JPEGs to the reduced decoding."""
+    data = photo_jpeg(1600, 1200)
+    exact = JinaCLIPEngine.from_pretrained(V2_TINY, device="cpu", dtype="float32", reduced_jpeg_decoding=False)
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    from_bytes, from_image = exact.encode_image([data, full])
+    np.testing.assert_allclose(from_bytes, from_image, atol=1e-6)
+    mpo = io.BytesIO()
+    full.save(mpo, "MPO", save_all=True, append_images=[full.resize((160, 120))])  # a photo and its preview
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+    assert load_image(mpo.getvalue(), 0, min_side=engine.preprocessor.size).size == (200, 150)

@@ -161,3 +161,23 @@ def test_missing_local_folder_is_a_checkpoint_error(monkeypatch):
 def test_a_file_is_not_a_checkpoint():
     with pytest.raises(CheckpointError, match="is a file"):
         JinaCLIPEngine.from_pretrained(V2_TINY / "config.json")
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ({"dtype": "F32", "shape": [4], "data_offsets": [0, 2**40]}, "offsets"),  # past the file: no 1 TiB allocation
+        ({"dtype": "F32", "shape": [100], "data_offsets": [0, 16]}, "offsets"),  # shape larger than its bytes
+        ({"dtype": "F8_E4M3", "shape": [16], "data_offsets": [0, 16]}, "dtype"),
+    ],
+)
+def test_a_tensor_entry_that_does_not_fit_its_file_is_a_checkpoint_error(tmp_path, entry, why):
+    """The weights are read with plain reads after safe_open checked the file; each entry is
+    checked again as it is read (the file could have been replaced in between)."""
+    from jinaclip_integrations.engine.weights import _Shard
+
+    header = json.dumps({"w": entry}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    with open(path, "rb") as file, pytest.raises(CheckpointError, match=f"'w'.*{why}"):
+        _Shard(path, file).read("w")

@@ -11,7 +11,7 @@ import logging
 import operator
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import closing, contextmanager
 from functools import partial
 from itertools import islice
@@ -79,7 +79,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """``dtype`` as a ``torch.dtype``. None: bf16 on CUDA and on CPUs that compute bf16 natively
-    (AVX512-BF16 or AMX: 2-3x float32's speed, cosine to float32 >= 0.9999 on the goldens and
+    (AVX512-BF16 or AMX: 2.2x float32's speed on images, 3.4-3.9x on texts, cosine to float32 >= 0.9999 on the goldens and
     0.9996 on full-size images, see ``benchmarks/RESULTS.md``), float32 elsewhere. ``float32`` is the reference's arithmetic
     exactly; bf16/fp16 keep LayerNorms, softmax and pooling in float32; ``int8`` (opt-in, never
     a default) quantizes the Linear weights (:mod:`.precision`)."""
@@ -99,6 +99,13 @@ def compile_towers(model: JinaCLIPModel, backend: str = "inductor") -> None:
     when another one comes (its image size never changes)."""
     model.text.compile(backend=backend, dynamic=True)
     model.vision.compile(backend=backend)
+
+
+def _check_ordered(items: Any) -> None:
+    """A TypeError unless ``items`` is an ordered iterable: a set's rows would come back in no
+    defined order, and a mapping would give its keys."""
+    if not isinstance(items, Iterable) or isinstance(items, (Mapping, Set)):
+        raise TypeError(f"items must be a list (or another ordered iterable) of texts and images, got {type(items).__name__}")  # fmt: skip
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -137,13 +144,14 @@ class JinaCLIPEngine:
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         show_progress: bool | None = None,
+        reduced_jpeg_decoding: bool = True,
     ) -> None:
         if model is None and config is None:
             raise ValueError("an engine without a model needs its config")
         self.model = model
         self.config: JinaCLIPConfig = model.cfg if model is not None else config
         self.tokenizer = tokenizer
-        self.preprocessor = ImagePreprocessor(self.config.preprocess)
+        self.preprocessor = ImagePreprocessor(self.config.preprocess, reduced_jpeg_decoding=reduced_jpeg_decoding)
         self.name_or_path = name_or_path
         self.max_length = self._check_max_length(max_length)
         self.batch_size = _positive_int(batch_size, "batch_size")
@@ -169,6 +177,7 @@ class JinaCLIPEngine:
         show_progress: bool | None = None,
         weights: bool = True,
         compile: bool | str = False,
+        reduced_jpeg_decoding: bool = True,
     ) -> JinaCLIPEngine:
         """Load a published jina-clip checkpoint as it is (no remote code).
 
@@ -178,7 +187,8 @@ class JinaCLIPEngine:
             device: a torch device or its name; CUDA when available, else CPU.
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"int8"`` or the torch dtype;
                 by default bf16 on CUDA and on CPUs with native bf16, float32 elsewhere (see
-                :func:`resolve_dtype`). ``"float32"`` reproduces the reference exactly.
+                :func:`resolve_dtype`). ``"float32"`` reproduces the reference exactly (with
+                ``reduced_jpeg_decoding=False`` for large JPEGs).
             revision: hub revision (branch, tag or commit) for a hub name.
             cache_dir: hub cache folder, if not the default one.
             max_length: tokens per text, longer texts are truncated (512 as in the reference;
@@ -194,6 +204,10 @@ class JinaCLIPEngine:
                 its default backend, inductor; a string: that backend, e.g. ``"cudagraphs"``):
                 the first batches of new shapes take seconds to compile, later ones may run
                 faster on a GPU; the vectors equal the eager ones within float rounding.
+            reduced_jpeg_decoding: decode a JPEG at least 4x the model's input on its shortest
+                side (a 12-megapixel photo for 512 px) at 1/2-1/8 scale, about 3x faster, its
+                vector within cosine 0.9999 of a full decode's (``benchmarks/RESULTS.md``); False
+                decodes every pixel, as the reference does.
         """
         folder = resolve_checkpoint(
             name_or_path, revision=revision, cache_dir=cache_dir, weights=weights, show_progress=show_progress
@@ -219,6 +233,7 @@ class JinaCLIPEngine:
             max_batch_tokens=max_batch_tokens,
             max_image_pixels=max_image_pixels,
             show_progress=show_progress,
+            reduced_jpeg_decoding=reduced_jpeg_decoding,
         )
 
     # -- what the model offers -------------------------------------------------------------
@@ -514,6 +529,8 @@ class JinaCLIPEngine:
         Raises:
             InputError: an item that is neither a text nor an image, or an image that cannot be
                 read (``.index`` is its position in ``items``).
+            TypeError: ``items`` is not a list or other ordered iterable (a set, a mapping), or
+                an array that is not ``N x H x W x C``.
             ValueError: unknown task or precision, unsupported ``truncate_dim`` or bad ``batch_size``.
         """
         if isinstance(items, np.ndarray) and items.ndim != 4:
@@ -521,8 +538,7 @@ class JinaCLIPEngine:
         if isinstance(items, str) or (is_image_input(items) and not isinstance(items, np.ndarray)):
             return self.encode([items], task=task, truncate_dim=truncate_dim, normalize=normalize, precision=precision,
                                batch_size=batch_size, show_progress=show_progress)[0]  # fmt: skip
-        if not isinstance(items, Iterable):
-            raise TypeError(f"items must be a list of texts and images, got {type(items).__name__}")
+        _check_ordered(items)
         self._check_weights()
         check_precision(precision)
         items = list(items)
@@ -583,8 +599,9 @@ class JinaCLIPEngine:
         """
         # str included; a text-mode file is its lines (a binary one is an image)
         single = items.ndim != 4 if isinstance(items, np.ndarray) else is_image_input(items)
-        if (single and not isinstance(items, io.TextIOBase)) or not isinstance(items, Iterable):
+        if single and not isinstance(items, io.TextIOBase):
             raise TypeError("items must be an iterable of texts and images; wrap a single one in a list")
+        _check_ordered(items)
         self._check_weights()
         check_precision(precision)
         self._output_dim(truncate_dim)

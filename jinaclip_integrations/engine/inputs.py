@@ -391,7 +391,7 @@ def draft_decoding(img: Image.Image, min_side: int) -> None:
     its shortest side stays at least ``DRAFT_MARGIN * min_side``: the DCT is scaled while
     decoding, several times faster than decoding every pixel and resizing them. Other formats,
     and JPEGs too small to gain, are left as they are."""
-    if img.format != "JPEG":
+    if img.format not in ("JPEG", "MPO"):  # MPO: the JPEG (with a preview) many cameras write
         return
     width, height = img.size
     target = DRAFT_MARGIN * min_side

@@ -26,7 +26,6 @@ engine's default on such CPUs (native bf16), so a second backend would not be th
 
 from __future__ import annotations
 
-import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._lazy import needs_extra
+from ..progress import quiet_loggers
 from .weights import resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -154,26 +154,20 @@ def _export(
     dynamic_shapes: tuple[dict[int, torch.export.Dim], ...],
 ) -> None:
     """torch's dynamo exporter on one tower: fp32, weights in a ``.data`` file beside it."""
-    registration = logging.getLogger(_REGISTRATION_LOGGER)
-    level = registration.level
-    registration.setLevel(logging.ERROR)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # torch's own notes on its internals, not on the model: that two inputs share the
-            # dimension objects they were given, and a deprecation inside torch.export
-            warnings.filterwarnings("ignore", message=r"# The axis name: \w+ will not be used")
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-            torch.onnx.export(
-                tower,
-                example,
-                path,
-                dynamo=True,
-                external_data=True,
-                opset_version=opset,
-                input_names=input_names,
-                output_names=["features"],
-                dynamic_shapes=dynamic_shapes,
-                verbose=False,
-            )
-    finally:
-        registration.setLevel(level)
+    with quiet_loggers(_REGISTRATION_LOGGER), torch.no_grad(), warnings.catch_warnings():
+        # torch's own notes on its internals, not on the model: that two inputs share the
+        # dimension objects they were given, and a deprecation inside torch.export
+        warnings.filterwarnings("ignore", message=r"# The axis name: \w+ will not be used")
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        torch.onnx.export(
+            tower,
+            example,
+            path,
+            dynamo=True,
+            external_data=True,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=["features"],
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )

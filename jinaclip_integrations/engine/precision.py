@@ -1,7 +1,7 @@
 """Number formats the model runs in: which one fits the CPU, float32 norms under bf16/fp16, int8.
 
 * :func:`cpu_has_native_bf16`: whether this CPU multiplies bfloat16 natively (AVX512-BF16 or
-  AMX-BF16); there, bf16 runs 2-3x as fast as float32 (``benchmarks/RESULTS.md``), and
+  AMX-BF16); there, bf16 runs 2.2x (images) to 3.4-3.9x (texts) as fast as float32 (``benchmarks/RESULTS.md``), and
   :func:`float_dtype` makes it the default, as on CUDA.
 * :func:`set_dtypes`: each parameter's dtype for a model dtype, before the weights are loaded.
 * :func:`use_float32_norms`: under bf16/fp16, every LayerNorm computes in float32 on float32
@@ -108,7 +108,7 @@ def use_float32_norms(model: nn.Module) -> None:
 def quantize_int8(model: nn.Module) -> None:
     """Replace the weights of every ``nn.Linear`` of ``model`` by int8 ones with a float scale
     per output row (torchao's int8 weight-only quantization); activations stay in the model's
-    float dtype. It halves the Linear weights' memory against bf16, at about bf16's speed on a
+    float dtype. It halves the Linear weights' memory against bf16, at 0.7-1x bf16's speed on a
     CPU with native bf16 and a cosine to float32 of 0.997 on full-size images
     (``benchmarks/RESULTS.md``): an opt-in, never a default. Weight-only, because torchao's
     int8 activations run through ``torch._int_mm``, which on this kind of CPU is slower than a

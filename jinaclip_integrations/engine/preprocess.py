@@ -1,7 +1,8 @@
 """Preprocessing: a decoded RGB PIL image -> the normalized pixel tensor the vision tower reads.
 
 It reproduces the reference's (torchvision ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``
-on PIL images) with PIL and torch alone: shortest side resized to ``size`` with PIL bicubic,
+on PIL images) with PIL and torch alone (exactly, but for large JPEGs, which are decoded at a
+reduced scale unless ``reduced_jpeg_decoding`` is off): shortest side resized to ``size`` with PIL bicubic,
 center crop, scale to [0, 1], normalize with the CLIP mean/std. Inputs are loaded and decoded
 by :mod:`.inputs`.
 
@@ -29,12 +30,14 @@ class ImagePreprocessor:
 
     _RESAMPLE = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST", "lanczos": "LANCZOS"}
 
-    def __init__(self, cfg: PreprocessConfig) -> None:
+    def __init__(self, cfg: PreprocessConfig, *, reduced_jpeg_decoding: bool = True) -> None:
         if cfg.interpolation not in self._RESAMPLE:
             raise ValueError(
                 f"unsupported interpolation {cfg.interpolation!r}; expected one of {sorted(self._RESAMPLE)}"
             )
         self.size = cfg.size
+        #: decode JPEGs many times ``size`` at 1/2-1/8 scale (:func:`.inputs.draft_decoding`)
+        self.reduced_jpeg_decoding = reduced_jpeg_decoding
         self._resample = getattr(Image.Resampling, self._RESAMPLE[cfg.interpolation])
         self._mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
@@ -69,8 +72,8 @@ class ImagePreprocessor:
         the bytes of the normalized pixels (what a pipeline ships from its decoding workers to
         the model); every failure is an :class:`~jinaclip_integrations.errors.InputError`.
         A JPEG many times larger than ``size`` is decoded at a reduced scale
-        (:func:`.inputs.draft_decoding`)."""
-        img = load_image(item, index, max_pixels, min_side=self.size)
+        (:func:`.inputs.draft_decoding`) when :attr:`reduced_jpeg_decoding`."""
+        img = load_image(item, index, max_pixels, min_side=self.size if self.reduced_jpeg_decoding else None)
         resized = self.resized_size(*img.size)
         check_pixels(*resized, index, MAX_RESIZED_PIXELS, "image is too elongated: resizing it needs")
         return np.array(self.resize_and_crop(img), dtype=np.uint8)

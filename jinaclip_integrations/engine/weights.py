@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -216,22 +218,37 @@ class _Shard:
 
     ``safe_open`` checks the file first (header, offsets, sizes: a bad file is refused there);
     the reads then bypass its memory map, whose touched pages would count in the process's
-    resident memory until the file is closed: a second copy of the weights at the peak.
+    resident memory until the file is closed: a second copy of the weights at the peak. Each
+    tensor's entry is checked again as it is read (the file could have changed in between).
     """
 
     def __init__(self, path: Path, file: Any) -> None:
         self.path, self.file = path, file
         size = int.from_bytes(file.read(8), "little")
-        self.header = json.loads(file.read(size))
-        self.header.pop("__metadata__", None)
         self.data_start = 8 + size
+        self.data_size = os.fstat(file.fileno()).st_size - self.data_start
+        try:
+            self.header = json.loads(file.read(size))
+            self.header.pop("__metadata__", None)
+        except (ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{path} changed while it was read: its header is no longer valid") from exc
 
     def read(self, key: str) -> torch.Tensor:
-        info = self.header[key]
-        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        info = self.header.get(key)
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{self.path} changed while it was read: tensor {key!r} is gone")
+        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
         if dtype is None:
-            raise CheckpointError(f"tensor {key!r} of {self.path} has dtype {info['dtype']}, which no jina-clip uses")
-        begin, end = info["data_offsets"]
+            raise CheckpointError(
+                f"tensor {key!r} of {self.path} has dtype {info.get('dtype')}, which no jina-clip uses"
+            )
+        begin, end = info.get("data_offsets", (-1, -1))
+        shape = info.get("shape")
+        nbytes = math.prod(shape) * dtype.itemsize if isinstance(shape, list) else -1
+        if not 0 <= begin <= end <= self.data_size or end - begin != nbytes:
+            raise CheckpointError(
+                f"tensor {key!r} of {self.path}: its offsets {[begin, end]} do not hold its shape {shape} inside the file"
+            )
         data = torch.empty(end - begin, dtype=torch.uint8)
         self.file.seek(self.data_start + begin)
         if self.file.readinto(data.numpy()) != end - begin:

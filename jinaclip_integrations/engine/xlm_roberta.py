@@ -11,35 +11,19 @@ weights once and inference costs nothing extra.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from ..progress import quiet_loggers
 from .config import XLMRobertaConfig
-
 
 #: Loggers that speak when transformers' model code is first imported with torchao installed (the
 #: ``int8`` extra): transformers imports torchao for its quantizers, and torchao 0.18 on torch
 #: 2.13 warns that its CUDA-only kernels do not load and that torch no longer needs two of its
 #: registrations; none of it concerns a model loaded here, and it would print on every command.
 _IMPORT_NOISE = ("torchao", "torch.utils._pytree")
-
-
-@contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
-    """Only errors from the loggers ``names`` while inside (their levels restored after)."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def hf_config(cfg: XLMRobertaConfig):
@@ -67,7 +51,7 @@ class XLMRobertaTower(nn.Module):
 
     def __init__(self, cfg: XLMRobertaConfig) -> None:
         super().__init__()
-        with _quiet_loggers(*_IMPORT_NOISE):
+        with quiet_loggers(*_IMPORT_NOISE):
             from transformers import JinaEmbeddingsV3Model
 
         self.transformer = JinaEmbeddingsV3Model(hf_config(cfg), add_pooling_layer=False)

@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=values["model"], help="hub name or local checkpoint folder (%(default)s)")
     parser.add_argument("--device", default=values["device"], help="torch device (default: CUDA when available)")
     parser.add_argument(
-        "--dtype", default=values["dtype"], choices=settings.DTYPES, help="default: bf16 on CUDA, fp32 on CPU"
+        "--dtype",
+        default=values["dtype"],
+        choices=settings.DTYPES,
+        help="default: bf16 on CUDA and on CPUs with native bf16, else float32",
     )
     add_server_arguments(parser)
     parser.set_defaults(port=8080)
