@@ -344,7 +344,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with needs_extra("server", "jinaclip serve"):
         import uvicorn
 
-        from .server import create_app, open_host_warning, settings_from_args
+        from .server import create_app, open_host_warning, serving_dtype, settings_from_args
         from .server.security import public_model_name
     from .engine import model_key, shared_engine
 
@@ -359,7 +359,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in names.values():
         if (other := public.setdefault(public_model_name(name), name)) != name:
             raise ValueError(f"--model {other} and --model {name} would both be served as {public_model_name(name)!r}: serve one of them from a folder of another name")  # fmt: skip
-    engines = [shared_engine(name, device=args.device, dtype=args.dtype, show_progress=progress) for name in names.values()]  # fmt: skip
+    dtype = serving_dtype(args.dtype, args.device)
+    engines = [shared_engine(name, device=args.device, dtype=dtype, show_progress=progress) for name in names.values()]  # fmt: skip
     app = create_app(engines, server_settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0

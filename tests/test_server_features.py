@@ -413,3 +413,15 @@ async def test_the_queue_depth_gauge_counts_requests_waiting_for_the_model(engin
             after = (await client.get("/metrics")).text
     assert 'jinaclip_queue_depth{model="held"} 2\n' in text
     assert 'jinaclip_queue_depth{model="held"} 0\n' in after
+
+
+def test_a_served_model_is_float32_on_the_cpu_unless_asked(monkeypatch):
+    """The server merges requests into batches: in bf16 a vector would depend on its batch, so the
+    CPU serves float32 by default, whatever the CPU; an explicit dtype is kept."""
+    from jinaclip_integrations.engine import precision
+    from jinaclip_integrations.server import serving_dtype
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda *args: True)
+    assert serving_dtype(None, "cpu") == "float32"
+    assert serving_dtype("bfloat16", "cpu") == "bfloat16"
+    assert serving_dtype("int8", None) == "int8"

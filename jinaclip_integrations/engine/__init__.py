@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from .engine import QUERY_TASK, JinaCLIPEngine, LazyEngine, model_key, shared_engine
+    from .engine import QUERY_TASK, JinaCLIPEngine, LazyEngine, model_key, resolve_device, shared_engine
     from .inputs import (
         IMAGE_FORMATS,
         ImageNotFound,
@@ -37,6 +37,7 @@ _NAMES = {
     "JinaCLIPEngine": ".engine",
     "LazyEngine": ".engine",
     "model_key": ".engine",
+    "resolve_device": ".engine",
     "shared_engine": ".engine",
     "IMAGE_FORMATS": ".inputs",
     "ImageNotFound": ".inputs",
@@ -75,6 +76,7 @@ __all__ = [
     "quantize",
     "require_export_support",
     "require_heif_support",
+    "resolve_device",
     "resolve_image",
     "shared_engine",
     "truncate_normalize",

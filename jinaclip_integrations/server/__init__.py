@@ -27,7 +27,7 @@ from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .app import create_app
-    from .settings import ServerSettings, add_server_arguments, open_host_warning, settings_from_args
+    from .settings import ServerSettings, add_server_arguments, open_host_warning, serving_dtype, settings_from_args
 
 #: public name -> module that defines it, imported on first access
 _NAMES = {
@@ -36,9 +36,17 @@ _NAMES = {
     "add_server_arguments": ".settings",
     "settings_from_args": ".settings",
     "open_host_warning": ".settings",
+    "serving_dtype": ".settings",
 }
 
-__all__ = ["ServerSettings", "add_server_arguments", "create_app", "open_host_warning", "settings_from_args"]
+__all__ = [
+    "ServerSettings",
+    "add_server_arguments",
+    "create_app",
+    "open_host_warning",
+    "serving_dtype",
+    "settings_from_args",
+]
 
 
 __getattr__ = lazy_getattr(__name__, _NAMES)

@@ -188,3 +188,22 @@ def open_host_warning(settings: ServerSettings, host: str) -> str | None:
         return (f"warning: serving on {host} without an API key: anyone who can reach this port can use it; "
                 "set --api-key or JINACLIP_API_KEY")  # fmt: skip
     return None
+
+
+def serving_dtype(dtype: str | None, device: str | None) -> str | None:
+    """The dtype a served model loads in: ``dtype`` when given; else float32 on the CPU, and the
+    engine's default (bf16) on accelerators.
+
+    Not bf16 on CPUs with native bf16, the CLI's and the Python API's default there: the server
+    merges requests into batches, and in bf16 a vector depends on what it is batched with (up to
+    5.5e-4 per component on the tiny test model, against 1e-7 in float32), so one client's
+    vectors would change with the other clients' traffic. Weaviate's module clients check that a
+    text alone and in a batch agree within 1e-4 (``../shared/tools/weaviate-harness``), and
+    float32 on the CPU is infinity's and TEI's default too. ``--dtype bfloat16`` serves 2-4x
+    faster at that cost.
+    """
+    if dtype is not None:
+        return dtype
+    from ..engine import resolve_device
+
+    return "float32" if resolve_device(device).type == "cpu" else None

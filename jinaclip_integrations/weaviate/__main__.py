@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default=values["dtype"],
         choices=settings.DTYPES,
-        help="default: bf16 on CUDA and on CPUs with native bf16, else float32",
+        help="default: float32 on the CPU (a vector must not depend on its batch), bf16 on CUDA",
     )
     add_server_arguments(parser)
     parser.set_defaults(port=8080)
@@ -61,10 +61,10 @@ def build_app(args: argparse.Namespace) -> FastAPI:
             cannot be loaded.
     """
     from ..engine import shared_engine
-    from ..server import create_app
+    from ..server import create_app, serving_dtype
 
     server_settings = settings_from_args(args)
-    engine = shared_engine(args.model, device=args.device, dtype=args.dtype)
+    engine = shared_engine(args.model, device=args.device, dtype=serving_dtype(args.dtype, args.device))
     return create_app(engine, server_settings)
 
 
