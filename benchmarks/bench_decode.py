@@ -117,16 +117,17 @@ def main(argv: list[str] | None = None) -> str:
     report = table(rows)
     print(report)
     if args.write:
+        from bench_engine import append_results
+
         heading = (
-            f"\n## Image decoding at reduced scale (`bench_decode.py`), {datetime.date.today()}\n\n"
+            f"## Image decoding at reduced scale (`bench_decode.py`), {datetime.date.today()}\n\n"
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), Pillow "
             f"{Image.__version__}. Per image: decode, resize and 512x512 crop, mean of {args.count} copies "
             "(distinct bytes); 'pool': the engine's decoding threads. Reduced scale applies only to JPEGs at "
             "least 4x the model's input on their shortest side, so the 640x512 photo is decoded in full both ways. "
             f"Command: `python benchmarks/bench_decode.py --write`.\n\n"
         )
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write(heading + report + "\n")
+        append_results(heading + report + "\n")
     return report
 
 

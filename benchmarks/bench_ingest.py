@@ -172,15 +172,16 @@ def main() -> None:
     if args.write:
         import os
 
+        from bench_engine import append_results
+
         heading = (
-            f"\n## Ingestion end to end (`bench_ingest.py`), {datetime.date.today()}\n\n"
+            f"## Ingestion end to end (`bench_ingest.py`), {datetime.date.today()}\n\n"
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, fp32 on the CPU; `sync` of a "
             "generated folder (Markdown texts in sections, PDFs of text pages with a photo each) into a fresh "
             "embedded Qdrant store, against the engine embedding the same chunks and images directly. Overhead = "
             "(end to end - forward) / forward: walking, reading PDFs, chunking, store writes and indexing.\n\n"
         )
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write(heading + table + "\n")
+        append_results(heading + table + "\n")
 
 
 if __name__ == "__main__":

@@ -178,13 +178,14 @@ def main(argv: list[str] | None = None) -> str:
     report = "\n".join(lines)
     print(report)
     if args.write:
+        from bench_engine import append_results
+
         heading = (
-            f"\n## Text batching: greedy against length-tight (`bench_text_batches.py`), {datetime.date.today()}\n\n"
+            f"## Text batching: greedy against length-tight (`bench_text_batches.py`), {datetime.date.today()}\n\n"
             f"{platform.processor() or platform.machine()}, torch on 1 thread (shared 2-core machine). "
             "Command: `python benchmarks/bench_text_batches.py --write`.\n\n"
         )
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write(heading + report + "\n")
+        append_results(heading + report + "\n")
     return report
 
 

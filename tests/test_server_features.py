@@ -221,6 +221,19 @@ def test_classify_gives_the_label_probabilities_of_the_engines_vectors(http, eng
     assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
 
 
+def test_a_label_cut_at_the_models_length_is_marked(http, engines, images):
+    """A label longer than the model reads is cut as the engine cuts it, and says so, as a long
+    text of /v1/embeddings does; the other labels carry no such field."""
+    labels = [LABELS[0], "cat " * 600]  # about 1,200 tokens of the tiny tokenizer: past 512
+    engine = engines[V2]
+    assert engine.tokenize(labels).truncated == [1]
+    body = ok(http.post("/v1/classify", json={"model": V2, "input": [b64(images[0])], "labels": labels}))
+    got = {label["label"]: label for label in body["data"][0]["labels"]}
+    assert got[labels[1]]["truncated"] is True and "truncated" not in got[labels[0]]
+    expected = label_probabilities(engine.encode_image(images[:1]), engine.encode_text(labels), engine.logit_scale)
+    np.testing.assert_allclose([got[label]["score"] for label in labels], expected[0], atol=ATOL)
+
+
 def test_classify_embeds_through_the_models_batcher(server, http, images):
     stats = server[1].state.batchers[V1].stats
     before = (stats.modality_items["text"], stats.modality_items["image"])

@@ -615,10 +615,8 @@ class JinaCLIPEngine:
     def _embed_chunks(self, source: Iterator[Any], chunk: int, options: dict[str, Any]) -> Iterator[np.ndarray]:
         start = 0
         while part := list(islice(source, chunk)):
-            try:
+            with _positions_of(range(start, start + len(part))):
                 vectors = self.encode(part, **options)
-            except InputError as exc:
-                raise exc.at(start + exc.index) from None
             start += len(part)
             del part  # the inputs go before the vectors are handed out
             yield from (row.copy() for row in vectors)
@@ -759,7 +757,7 @@ class JinaCLIPEngine:
 
 
 @contextmanager
-def _positions_of(positions: list[int]) -> Iterator[None]:
+def _positions_of(positions: Sequence[int]) -> Iterator[None]:
     """An :class:`InputError` raised inside, about the ``i``-th item of a part of a list, as one
     about its place in the whole list, ``positions[i]``."""
     try:

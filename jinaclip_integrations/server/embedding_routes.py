@@ -69,7 +69,8 @@ the labels' (default none). The answer is ``{"object": "list", "data": [{"object
 "classification", "index": i, "labels": [{"label", "score"}, ...]}], "model", "usage"}``: for
 each image, every label with its probability (the softmax over the labels of the model's
 ``exp(logit_scale) * cosine``, :func:`~jinaclip_integrations.engine.label_probabilities`), most
-probable first. Images and labels are embedded through the model's batcher, merged with other
+probable first (a label cut at the model's length has ``"truncated": true`` in its entries).
+Images and labels are embedded through the model's batcher, merged with other
 requests, under the same limits (items, counted over images and labels together; characters
 per label; pixels), and errors come in both shapes (a bad label: ``"invalid label at index
 1: ..."``).
@@ -351,10 +352,12 @@ class _EmbeddingService:
         images', then the labels')."""
         images = len(vectors) - len(labels)
         scores = label_probabilities(vectors[:images], vectors[images:], prepared.model.engine.logit_scale)
+        cut = {position - images for position in prepared.truncated}  # labels read only up to the model's length
         data = []
         for index, row in enumerate(scores.tolist()):
-            ranked = sorted(zip(labels, row, strict=True), key=lambda pair: -pair[1])  # stable: ties keep their order
-            data.append({"object": "classification", "index": index, "labels": [{"label": label, "score": score} for label, score in ranked]})  # fmt: skip
+            ranked = sorted(enumerate(row), key=lambda pair: -pair[1])  # stable: ties keep their order
+            classes = [{"label": labels[i], "score": score, **({"truncated": True} if i in cut else {})} for i, score in ranked]  # fmt: skip
+            data.append({"object": "classification", "index": index, "labels": classes})
         usage = {"prompt_tokens": prepared.tokens, "total_tokens": prepared.tokens}
         return _json({"object": "list", "data": data, "model": prepared.model.name, "usage": usage})
 
@@ -398,8 +401,7 @@ class _EmbeddingService:
                 prepared.texts.append((images + index, self._text(label, index)))
             except InputError as exc:
                 raise BadRequest(f"invalid label at index {index}: {exc.reason}", "labels") from None
-        prepared.tokenized = model.engine.tokenize(labels, task=prepared.task)
-        prepared.tokens = sum(map(len, prepared.tokenized.ids)) + model.image_tokens * images
+        _tokenize(prepared)
         return prepared, labels
 
     # -- reading a request ----------------------------------------------------------------------
@@ -429,11 +431,7 @@ class _EmbeddingService:
             images_only=options.modality == "image",
         )
         self._read_inputs(inputs, prepared)
-        if prepared.texts:
-            prepared.tokenized = model.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
-            prepared.tokens += sum(map(len, prepared.tokenized.ids))
-            prepared.truncated = {prepared.texts[i][0] for i in prepared.tokenized.truncated}
-        prepared.tokens += model.image_tokens * (len(prepared.images) + len(prepared.urls))
+        _tokenize(prepared)
         return prepared
 
     def _model(self, name: str | None) -> _Model:
@@ -517,6 +515,18 @@ class _EmbeddingService:
         except UnicodeEncodeError as exc:  # lone surrogates from JSON escapes
             raise InputError(index, f"not valid Unicode text: {exc.reason} at position {exc.start}", kind="text") from None  # fmt: skip
         return text
+
+
+def _tokenize(prepared: _Prepared) -> None:
+    """Tokenize the request's texts once (their ids are what the model embeds), note those cut
+    at the model's length (by request position) and count the usage: each text's tokens as the
+    model reads it, and each image's tokens."""
+    model = prepared.model
+    if prepared.texts:
+        prepared.tokenized = model.engine.tokenize([text for _, text in prepared.texts], task=prepared.task)
+        prepared.tokens += sum(map(len, prepared.tokenized.ids))
+        prepared.truncated = {prepared.texts[i][0] for i in prepared.tokenized.truncated}
+    prepared.tokens += model.image_tokens * (len(prepared.images) + len(prepared.urls))
 
 
 def _dimensions(model: _Model, dimensions: int | None) -> int | None:

@@ -95,6 +95,7 @@ class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | list[int] | str = Field(description="Floats, base64 float32, int8/uint8, or packed bits.")
+    truncated: bool = Field(default=False, description="Present (true) only for a text cut at the model's length.")
 
 
 class Usage(BaseModel):
@@ -163,6 +164,7 @@ class ClassifyRequest(ClassifyOptions):
 class LabelScore(BaseModel):
     label: str
     score: float = Field(description="The label's probability for the image; an image's scores sum to 1.")
+    truncated: bool = Field(default=False, description="Present (true) only for a label cut at the model's length.")
 
 
 class Classification(BaseModel):
